@@ -1,0 +1,213 @@
+//! Files on disk: atomic writes, and the task artifact — the small, self-describing change a
+//! task makes to a shared base model.
+//!
+//! An artifact is a directory:
+//!
+//! | file | content |
+//! |---|---|
+//! | `artifact.json` | [`ArtifactMeta`]: format version, method, task, base fingerprint, parameter counts |
+//! | `weights.safetensors` | the trainable tensors under their checkpoint names (HF key layout) |
+//!
+//! Both are written to a temporary sibling and renamed into place, so a crash never leaves a
+//! half-written file where a complete one was.
+#![deny(missing_docs)]
+
+mod atomic;
+mod meta;
+
+pub use atomic::{write_atomic, write_json_atomic, write_safetensors_atomic};
+pub use meta::{ArtifactMeta, FORMAT_VERSION};
+
+use candle_core::{Device, Tensor};
+use petl_models::Fingerprint;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Errors reading or writing artifacts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArtifactError {
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `artifact.json` is not valid.
+    #[error("invalid artifact metadata {path}: {message}")]
+    BadMeta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The weights file is corrupt or truncated.
+    #[error("invalid artifact weights {path}: {message}")]
+    BadWeights {
+        /// The file.
+        path: PathBuf,
+        /// What the reader reported.
+        message: String,
+    },
+    /// The artifact was trained on another base model.
+    #[error(
+        "artifact {path} was trained on base model {expected}, but the loaded base is {actual}; \
+         load it with the base model it was trained on"
+    )]
+    WrongBase {
+        /// The artifact directory.
+        path: PathBuf,
+        /// Fingerprint recorded in the artifact.
+        expected: Fingerprint,
+        /// Fingerprint of the loaded base.
+        actual: Fingerprint,
+    },
+    /// The artifact was written by an incompatible petl.
+    #[error("artifact {path} has format version {found}; this petl reads version {supported}")]
+    UnsupportedVersion {
+        /// The artifact directory.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Serialising tensors failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, ArtifactError>;
+
+const META_FILE: &str = "artifact.json";
+const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Writes an artifact directory (created if missing). Weights go first and metadata last, so
+/// a directory with a readable `artifact.json` always has the weights it describes.
+pub fn save(dir: &Path, meta: &ArtifactMeta, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_safetensors_atomic(&dir.join(WEIGHTS_FILE), tensors)?;
+    write_json_atomic(&dir.join(META_FILE), meta)
+}
+
+/// Reads an artifact's metadata, checking its format version.
+pub fn load_meta(dir: &Path) -> Result<ArtifactMeta> {
+    let path = dir.join(META_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ArtifactError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let meta: ArtifactMeta = serde_json::from_str(&text).map_err(|e| ArtifactError::BadMeta {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(ArtifactError::UnsupportedVersion {
+            path: dir.to_path_buf(),
+            found: meta.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(meta)
+}
+
+/// Reads an artifact for the base model identified by `base`: refuses another base's artifact
+/// before touching its weights.
+pub fn load(
+    dir: &Path,
+    base: &Fingerprint,
+    device: &Device,
+) -> Result<(ArtifactMeta, BTreeMap<String, Tensor>)> {
+    let meta = load_meta(dir)?;
+    if &meta.base_fingerprint != base {
+        return Err(ArtifactError::WrongBase {
+            path: dir.to_path_buf(),
+            expected: meta.base_fingerprint.clone(),
+            actual: base.clone(),
+        });
+    }
+    let tensors = load_tensors(&dir.join(WEIGHTS_FILE), device)?;
+    Ok((meta, tensors))
+}
+
+/// Reads every tensor of a safetensors file.
+pub fn load_tensors(path: &Path, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    if !path.is_file() {
+        return Err(ArtifactError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+        });
+    }
+    let map = candle_core::safetensors::load(path, device).map_err(|e| ArtifactError::BadWeights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(map.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(fp: &str) -> ArtifactMeta {
+        ArtifactMeta {
+            format_version: FORMAT_VERSION,
+            petl_version: "test".into(),
+            method: "bitfit".into(),
+            task: serde_json::json!({"name": "sst2"}),
+            num_outputs: 2,
+            base_fingerprint: Fingerprint(fp.into()),
+            base_model_type: "bert".into(),
+            trainable_params: 4,
+            base_params: 100,
+        }
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact_and_wrong_base_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::new(&[1.5f32, -2.25, 3.0, f32::MIN_POSITIVE], &Device::Cpu)?;
+        let tensors = BTreeMap::from([("classifier.bias".to_string(), t.clone())]);
+        save(dir.path(), &meta("abc"), &tensors)?;
+        let (m, back) = load(dir.path(), &Fingerprint("abc".into()), &Device::Cpu)?;
+        assert_eq!(m, meta("abc"));
+        assert_eq!(back["classifier.bias"].to_vec1::<f32>()?, t.to_vec1::<f32>()?);
+        let e = load(dir.path(), &Fingerprint("other".into()), &Device::Cpu).unwrap_err();
+        assert!(matches!(e, ArtifactError::WrongBase { .. }));
+        assert!(e.to_string().contains("trained on base model abc"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_truncated_and_future_files_are_clear_errors() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::zeros(64, candle_core::DType::F32, &Device::Cpu)?;
+        save(dir.path(), &meta("abc"), &BTreeMap::from([("w".to_string(), t)]))?;
+        let weights = dir.path().join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() - 10]).unwrap();
+        let e = load(dir.path(), &Fingerprint("abc".into()), &Device::Cpu).unwrap_err();
+        assert!(matches!(e, ArtifactError::BadWeights { .. }), "{e}");
+
+        let mut future = meta("abc");
+        future.format_version = FORMAT_VERSION + 1;
+        write_json_atomic(&dir.path().join(META_FILE), &future)?;
+        assert!(matches!(
+            load_meta(dir.path()),
+            Err(ArtifactError::UnsupportedVersion { .. })
+        ));
+        std::fs::write(dir.path().join(META_FILE), "{\"format_version\": 1").unwrap();
+        assert!(matches!(
+            load_meta(dir.path()),
+            Err(ArtifactError::BadMeta { .. })
+        ));
+        Ok(())
+    }
+}

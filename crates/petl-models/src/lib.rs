@@ -1,0 +1,31 @@
+//! Frozen pretrained transformers with named hook points.
+//!
+//! - [`ModelDir`] checks a local Hugging Face directory (`config.json`, safetensors, `tokenizer.json`).
+//! - [`EncoderModel`] loads BERT-family weights (BERT, RoBERTa, XLM-R) and runs the forward pass,
+//!   calling a [`Hooks`] implementation at every named hook point ([`Sublayer`], [`Proj`],
+//!   per-head output, K/V prefix, every base parameter).
+//! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
+//! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
+//!
+//! Base weights are plain tensors and are never written: every delta, including full
+//! fine-tuning, acts through the hooks.
+#![deny(missing_docs)]
+
+mod base;
+mod config;
+mod encoder;
+mod error;
+mod head;
+mod hooks;
+mod model_dir;
+mod params;
+mod weights;
+
+pub use config::{EncoderConfig, Family};
+pub use encoder::{EncoderInput, EncoderModel};
+pub use error::{ModelError, Result};
+pub use head::{argmax_rows, ClassificationHead};
+pub use hooks::{ForwardCtx, Hooks, KvPrefix, NoHooks, Proj, Sublayer};
+pub use model_dir::ModelDir;
+pub use params::{Init, ParamStore};
+pub use weights::{Checkpoint, Fingerprint};

@@ -1,0 +1,272 @@
+//! Run configuration: what to train (model, task, method) and how (hyperparameters).
+//!
+//! Written to every run directory as `config.toml`, and accepted back with `--config`. Unknown
+//! keys are rejected with the key's name: a misspelt hyperparameter silently ignored is a
+//! wasted run.
+
+use crate::schedule::Schedule;
+use crate::{Result, TrainError};
+use petl_data::{GlueTask, TableSpec};
+use petl_methods::Method;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything a run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Local Hugging Face model directory.
+    pub model: PathBuf,
+    /// The task and where its data is.
+    pub task: TaskSource,
+    /// What trains.
+    pub method: Method,
+    /// Hyperparameters.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// Where a task's data comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+pub enum TaskSource {
+    /// A GLUE task in the standard TSV layout (`<data_dir>/<TASK>/{train,dev}.tsv`).
+    Glue {
+        /// Task name (`cola`, `sst2`, `mrpc`, `stsb`, `qqp`, `mnli`, `mnli-mm`, `qnli`, `rte`, `wnli`).
+        name: String,
+        /// The GLUE root directory.
+        data_dir: PathBuf,
+    },
+    /// A CSV / TSV / JSONL table for training and one for evaluation.
+    Table {
+        /// Task name used in reports.
+        name: String,
+        /// Training table.
+        train: Box<TableSpec>,
+        /// Evaluation table (same columns); without one, `holdout` rows of the training table
+        /// are set aside.
+        #[serde(default)]
+        dev: Option<TableSpec>,
+        /// Rows held out of a shuffled training table as the dev set when `dev` is absent.
+        #[serde(default)]
+        holdout: Option<usize>,
+    },
+}
+
+impl TaskSource {
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Glue { name, .. } | Self::Table { name, .. } => name,
+        }
+    }
+
+    /// The GLUE task, if this is one.
+    pub fn glue(&self) -> Result<Option<GlueTask>> {
+        match self {
+            Self::Glue { name, .. } => {
+                GlueTask::from_name(name)
+                    .map(Some)
+                    .ok_or_else(|| TrainError::Config {
+                        field: "task.name",
+                        reason: format!(
+                            "{name:?} is not a GLUE task (known: {})",
+                            GlueTask::all()
+                                .iter()
+                                .map(|t| t.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    })
+            }
+            Self::Table { .. } => Ok(None),
+        }
+    }
+}
+
+/// Training hyperparameters. Defaults follow the usual BERT GLUE recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set. Default 3.
+    pub epochs: u64,
+    /// Examples per micro-batch. Default 32.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step. Default 1.
+    pub grad_accum: usize,
+    /// Examples per evaluation batch. Default 64.
+    pub eval_batch_size: usize,
+    /// Peak learning rate. Default 2e-5.
+    pub lr: f64,
+    /// Fraction of steps spent in linear warmup. Default 0.06.
+    pub warmup_ratio: f64,
+    /// Decay after warmup. Default linear.
+    pub schedule: Schedule,
+    /// Decoupled weight decay (not on biases and LayerNorm). Default 0.01.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 disables. Default 1.0.
+    pub max_grad_norm: f64,
+    /// Adam β₁. Default 0.9.
+    pub adam_beta1: f64,
+    /// Adam β₂. Default 0.999.
+    pub adam_beta2: f64,
+    /// Adam ε. Default 1e-8.
+    pub adam_eps: f64,
+    /// Seed for head initialisation, batch order and dropout. Default 42.
+    pub seed: u64,
+    /// Maximum tokens per example (longest-first truncation). Default 128.
+    pub max_len: usize,
+    /// Use only the first N training rows. Default: all.
+    pub train_rows: Option<usize>,
+    /// Use only the first N evaluation rows. Default: all.
+    pub eval_rows: Option<usize>,
+    /// Evaluate every N optimizer steps; 0 evaluates at the end of each epoch. Default 0.
+    pub eval_every: u64,
+    /// Log the training loss every N optimizer steps. Default 10.
+    pub log_every: u64,
+    /// Save a resumable checkpoint every N optimizer steps; 0 checkpoints at each evaluation.
+    /// Default 0.
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch_size: 32,
+            grad_accum: 1,
+            eval_batch_size: 64,
+            lr: 2e-5,
+            warmup_ratio: 0.06,
+            schedule: Schedule::Linear,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            seed: 42,
+            max_len: 128,
+            train_rows: None,
+            eval_rows: None,
+            eval_every: 0,
+            log_every: 10,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: String| Err(TrainError::Config { field, reason });
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1".into());
+        }
+        for (field, v) in [
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("eval_batch_size", self.eval_batch_size),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if self.max_len < 4 {
+            return bad("max_len", format!("{} leaves no room for text", self.max_len));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("{} is not a positive number", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio", format!("{} is not in [0, 1)", self.warmup_ratio));
+        }
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
+            return bad("weight_decay", format!("{} is negative", self.weight_decay));
+        }
+        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
+            return bad("max_grad_norm", format!("{} is negative", self.max_grad_norm));
+        }
+        for (field, b) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(field, format!("{b} is not in [0, 1)"));
+            }
+        }
+        if matches!(self.train_rows, Some(0)) || matches!(self.eval_rows, Some(0)) {
+            return bad("train_rows", "must be at least 1 when set".into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML (`.toml`) or JSON (`.json`) run configuration.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parsed: std::result::Result<Self, String> = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => serde_json::from_str(&text).map_err(|e| e.to_string()),
+            _ => toml::from_str(&text).map_err(|e| e.to_string()),
+        };
+        let cfg = parsed.map_err(|message| TrainError::ConfigFile {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        cfg.train.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value, a table or an enum with a tag: serialisation cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RunConfig {
+        RunConfig {
+            model: "m".into(),
+            task: TaskSource::Glue {
+                name: "sst2".into(),
+                data_dir: "glue".into(),
+            },
+            method: Method::Bitfit,
+            train: TrainConfig::default(),
+        }
+    }
+
+    #[test]
+    fn toml_round_trips_and_unknown_keys_are_named() {
+        let cfg = sample();
+        let text = cfg.to_toml();
+        let back: RunConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text.replace("[train]", "[train]\nlearning_rate = 1.0")).unwrap();
+        let e = RunConfig::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("learning_rate"), "{e}");
+        let j = dir.path().join("c.json");
+        std::fs::write(&j, serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(RunConfig::from_file(&j).unwrap(), cfg);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let t = TrainConfig {
+            batch_size: 0,
+            ..TrainConfig::default()
+        };
+        assert!(t.validate().unwrap_err().to_string().contains("batch_size"));
+        let t = TrainConfig {
+            lr: f64::NAN,
+            ..TrainConfig::default()
+        };
+        assert!(t.validate().unwrap_err().to_string().contains("`lr`"));
+    }
+}

@@ -1,0 +1,195 @@
+use crate::Result;
+use candle_core::{Tensor, Var};
+use std::collections::BTreeMap;
+
+/// AdamW hyperparameters; defaults are PyTorch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// β₁.
+    pub beta1: f64,
+    /// β₂.
+    pub beta2: f64,
+    /// ε, added to √v̂.
+    pub eps: f64,
+    /// Decoupled weight decay for parameters in the decay group.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+struct Slot {
+    var: Var,
+    decay: bool,
+    m: Tensor,
+    v: Tensor,
+}
+
+/// AdamW with decoupled weight decay (Loshchilov & Hutter), step for step the arithmetic of
+/// `torch.optim.AdamW`. Only the parameters it is given get state: frozen weights get none.
+pub struct AdamW {
+    config: AdamWConfig,
+    slots: BTreeMap<String, Slot>,
+    step: u64,
+}
+
+/// Whether a parameter is exempt from weight decay: biases and LayerNorm weights, the usual
+/// BERT recipe (and the one `train_glue_torch.py` uses).
+pub fn exempt_from_decay(name: &str) -> bool {
+    name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm")
+}
+
+impl AdamW {
+    /// An optimizer over `params` (name → variable); decay applies where `exempt_from_decay` is false.
+    pub fn new<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a Var)>,
+        config: AdamWConfig,
+    ) -> Result<Self> {
+        let mut slots = BTreeMap::new();
+        for (name, var) in params {
+            slots.insert(
+                name.to_string(),
+                Slot {
+                    var: var.clone(),
+                    decay: !exempt_from_decay(name),
+                    m: var.zeros_like()?,
+                    v: var.zeros_like()?,
+                },
+            );
+        }
+        Ok(Self {
+            config,
+            slots,
+            step: 0,
+        })
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Applies one update with learning rate `lr` from `grads` (name → gradient). A parameter
+    /// with no gradient this step is left untouched, as PyTorch skips `p.grad is None`.
+    pub fn step(&mut self, grads: &BTreeMap<String, Tensor>, lr: f64) -> Result<()> {
+        self.step += 1;
+        let c = self.config;
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        for (name, slot) in self.slots.iter_mut() {
+            let Some(g) = grads.get(name) else { continue };
+            let mut p = slot.var.as_tensor().detach();
+            if slot.decay && c.weight_decay != 0.0 {
+                p = (p * (1.0 - lr * c.weight_decay))?;
+            }
+            slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((slot.v.sqrt()? / bc2.sqrt())? + c.eps)?;
+            let update = (slot.m.div(&denom)? * (lr / bc1))?;
+            slot.var.set(&(p - update)?)?;
+        }
+        Ok(())
+    }
+
+    /// The optimizer state as named tensors (`m.<name>`, `v.<name>`) plus the step count,
+    /// for checkpoints.
+    pub fn state(&self) -> Result<(BTreeMap<String, Tensor>, u64)> {
+        let mut out = BTreeMap::new();
+        for (name, s) in &self.slots {
+            out.insert(format!("m.{name}"), s.m.copy()?);
+            out.insert(format!("v.{name}"), s.v.copy()?);
+        }
+        Ok((out, self.step))
+    }
+
+    /// Restores state saved by [`AdamW::state`].
+    pub fn restore(&mut self, state: &BTreeMap<String, Tensor>, step: u64) -> Result<()> {
+        for (name, s) in self.slots.iter_mut() {
+            for (key, dst) in [(format!("m.{name}"), &mut s.m), (format!("v.{name}"), &mut s.v)] {
+                let t = state.get(&key).ok_or_else(|| crate::TrainError::Resume {
+                    path: "optimizer state".into(),
+                    reason: format!("missing `{key}`"),
+                })?;
+                if t.dims() != dst.dims() {
+                    return Err(crate::TrainError::Resume {
+                        path: "optimizer state".into(),
+                        reason: format!("`{key}` has shape {:?}, expected {:?}", t.dims(), dst.dims()),
+                    });
+                }
+                *dst = t.clone();
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm` (`clip_grad_norm_`); returns
+/// the norm before clipping.
+pub fn clip_grad_norm(grads: &mut BTreeMap<String, Tensor>, max_norm: f64) -> Result<f64> {
+    let mut sq = 0f64;
+    for g in grads.values() {
+        sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        // PyTorch's clip coefficient, including its 1e-6 guard.
+        let coef = max_norm / (norm + 1e-6);
+        for g in grads.values_mut() {
+            *g = (&*g * coef)?;
+        }
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn matches_torch_adamw_by_hand() -> Result<()> {
+        // torch.optim.AdamW([p], lr=0.1, weight_decay=0.5) with p=[1,-2], grad=[0.5,0.5], two steps:
+        // step 1: p *= 1-0.05 → [.95,-1.9]; m=[.05,.05], v=[.00025,.00025]; m̂/ (√v̂+eps) = 1 → p=[.85,-2.0]
+        // step 2 (same grad): p *= .95 → [.8075,-1.9]; m̂/√v̂ = 1 again → [.7075,-2.0]
+        let p = Var::new(&[1f32, -2.], &Device::Cpu)?;
+        let cfg = AdamWConfig {
+            weight_decay: 0.5,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new([("w", &p)], cfg)?;
+        let g = BTreeMap::from([("w".to_string(), Tensor::new(&[0.5f32, 0.5], &Device::Cpu)?)]);
+        opt.step(&g, 0.1)?;
+        opt.step(&g, 0.1)?;
+        let got = p.to_vec1::<f32>()?;
+        for (a, e) in got.iter().zip([0.7075f32, -2.0]) {
+            assert!((a - e).abs() < 1e-5, "{a} vs {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn biases_and_layernorm_skip_decay() {
+        assert!(exempt_from_decay("encoder.layer.0.output.dense.bias"));
+        assert!(exempt_from_decay("embeddings.LayerNorm.weight"));
+        assert!(!exempt_from_decay("classifier.weight"));
+    }
+
+    #[test]
+    fn clipping_rescales_to_the_bound() -> Result<()> {
+        let mut g = BTreeMap::from([("a".to_string(), Tensor::new(&[3f32, 4.], &Device::Cpu)?)]);
+        let n = clip_grad_norm(&mut g, 1.0)?;
+        assert_eq!(n, 5.0);
+        let v = g["a"].to_vec1::<f32>()?;
+        assert!((v[0] - 0.6).abs() < 1e-5 && (v[1] - 0.8).abs() < 1e-5);
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! A task model: one shared frozen base plus one task's delta and head.
+
+use crate::{Result, TrainError};
+use candle_core::{Tensor, D};
+use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
+use petl_data::{collate, plan_batches, Batch, BatchLabels, BatchOrder, Encoded, Label, TaskSpec};
+use petl_methods::{Delta, Method};
+use petl_metrics::{Predictions, Scores};
+use petl_models::{ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore};
+use std::path::Path;
+use std::time::Instant;
+
+/// A base model with one task's trainable state attached.
+pub struct TaskModel<'m> {
+    model: &'m EncoderModel,
+    spec: TaskSpec,
+    store: ParamStore,
+    delta: Delta,
+    head: ClassificationHead,
+}
+
+/// What evaluating a dataset gives.
+#[derive(Debug, Clone)]
+pub struct EvalOutcome {
+    /// Every metric of the task.
+    pub scores: Scores,
+    /// The task's headline number (e.g. mean of F1 and accuracy for MRPC).
+    pub headline: Option<f64>,
+    /// Evaluation throughput.
+    pub examples_per_s: f64,
+    /// Number of examples evaluated.
+    pub examples: usize,
+}
+
+/// A prediction for one input.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prediction {
+    /// The predicted class id (classification) or `None` (regression).
+    pub class: Option<usize>,
+    /// The predicted label name (classification) or `None` (regression).
+    pub label: Option<String>,
+    /// Class probabilities in label order (classification), or the single predicted score.
+    pub scores: Vec<f32>,
+}
+
+impl<'m> TaskModel<'m> {
+    /// Fresh trainable state for `method` on `spec`, initialised from `seed`.
+    pub fn new(model: &'m EncoderModel, method: Method, spec: TaskSpec, seed: u64) -> Result<Self> {
+        let mut store = ParamStore::new(model.device(), seed);
+        let delta = method.build(model, &mut store)?;
+        let head = ClassificationHead::create(model, spec.num_outputs(), &mut store)?;
+        Ok(Self {
+            model,
+            spec,
+            store,
+            delta,
+            head,
+        })
+    }
+
+    /// Loads a saved artifact onto `model`; refuses an artifact trained on another base.
+    pub fn from_artifact(model: &'m EncoderModel, dir: &Path) -> Result<Self> {
+        let (meta, tensors) = petl_artifact::load(dir, model.fingerprint(), model.device())?;
+        let method = Method::from_name(&meta.method).ok_or_else(|| TrainError::Config {
+            field: "method",
+            reason: format!(
+                "artifact {} uses method {:?}, which this petl does not know",
+                dir.display(),
+                meta.method
+            ),
+        })?;
+        let spec: TaskSpec = serde_json::from_value(meta.task.clone()).map_err(|e| TrainError::Config {
+            field: "task",
+            reason: format!(
+                "artifact {} has an unreadable task description: {e}",
+                dir.display()
+            ),
+        })?;
+        let tm = Self::new(model, method, spec, 0)?;
+        tm.store.assign(&tensors)?;
+        Ok(tm)
+    }
+
+    /// Writes the trainable state as an artifact directory.
+    pub fn save_artifact(&self, dir: &Path) -> Result<()> {
+        let meta = ArtifactMeta {
+            format_version: FORMAT_VERSION,
+            petl_version: env!("CARGO_PKG_VERSION").to_string(),
+            method: self.delta.method().name().to_string(),
+            task: serde_json::to_value(&self.spec).map_err(|e| TrainError::Config {
+                field: "task",
+                reason: e.to_string(),
+            })?,
+            num_outputs: self.head.num_outputs(),
+            base_fingerprint: self.model.fingerprint().clone(),
+            base_model_type: self.model.config().model_type.clone(),
+            trainable_params: self.store.num_elements(),
+            base_params: self.model.num_base_params(),
+        };
+        petl_artifact::save(dir, &meta, &self.store.to_tensors()?)?;
+        Ok(())
+    }
+
+    /// The base model.
+    pub fn model(&self) -> &EncoderModel {
+        self.model
+    }
+
+    /// The task.
+    pub fn spec(&self) -> &TaskSpec {
+        &self.spec
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.delta.method()
+    }
+
+    /// The trainable parameters (delta and head).
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// Logits `[batch, outputs]` for one collated batch.
+    pub fn logits(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let input = EncoderInput::from_host(
+            &batch.input_ids,
+            &batch.type_ids,
+            &batch.attention_mask,
+            batch.batch_size,
+            batch.seq_len,
+            self.model.device(),
+        )?;
+        let hidden = self.model.forward(&input, &self.delta, ctx)?;
+        Ok(self.head.forward(self.model, &hidden, &self.delta, ctx)?)
+    }
+
+    /// The task loss of one batch: cross-entropy for classification, MSE for regression.
+    pub fn loss(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let logits = self.logits(batch, ctx)?;
+        let device = self.model.device();
+        Ok(match &batch.labels {
+            BatchLabels::Classes(c) => petl_ops::cross_entropy(&logits, &Tensor::new(c.as_slice(), device)?)?,
+            BatchLabels::Scores(s) => petl_ops::mse(&logits, &Tensor::new(s.as_slice(), device)?)?,
+            BatchLabels::None => {
+                return Err(TrainError::Config {
+                    field: "task",
+                    reason: "training data has no labels".into(),
+                })
+            }
+        })
+    }
+
+    /// Predictions for `encoded` in input order, batched by length for speed.
+    pub fn predict(&self, encoded: &[Encoded], batch_size: usize, pad_id: u32) -> Result<Vec<Prediction>> {
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        // Sorting by length cuts padding; results are put back in input order below.
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut out: Vec<Option<Prediction>> = vec![None; encoded.len()];
+        let lengths: Vec<usize> = order.iter().map(|&i| encoded[i].len()).collect();
+        for plan in plan_batches(&lengths, batch_size.max(1), BatchOrder::Sequential) {
+            let items: Vec<&Encoded> = plan.iter().map(|&j| &encoded[order[j]]).collect();
+            let batch = collate(&items, pad_id)?;
+            let logits = self.logits(&batch, &mut ForwardCtx::eval())?;
+            let rows: Vec<Vec<f32>> = if self.spec.is_regression() {
+                logits.to_vec2::<f32>()?
+            } else {
+                petl_ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?
+            };
+            let argmax = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            for ((&j, scores), am) in plan.iter().zip(rows).zip(argmax) {
+                let (class, label) = match self.spec.labels() {
+                    Some(labels) => (Some(am as usize), labels.get(am as usize).cloned()),
+                    None => (None, None),
+                };
+                out[order[j]] = Some(Prediction { class, label, scores });
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Evaluates on labelled `encoded` examples with the task's metrics.
+    pub fn evaluate(&self, encoded: &[Encoded], batch_size: usize, pad_id: u32) -> Result<EvalOutcome> {
+        let start = Instant::now();
+        let preds = self.predict(encoded, batch_size, pad_id)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let scores = if self.spec.is_regression() {
+            let predicted: Vec<f64> = preds.iter().map(|p| p.scores[0] as f64).collect();
+            let gold: Vec<f64> = encoded
+                .iter()
+                .map(|e| match e.label {
+                    Label::Score(s) => Ok(s as f64),
+                    _ => Err(unlabelled()),
+                })
+                .collect::<Result<_>>()?;
+            petl_metrics::evaluate(
+                &Predictions::Scores {
+                    predicted: &predicted,
+                    gold: &gold,
+                },
+                &self.spec.metrics,
+            )?
+        } else {
+            let predicted: Vec<usize> = preds.iter().map(|p| p.class.unwrap_or(0)).collect();
+            let gold: Vec<usize> = encoded
+                .iter()
+                .map(|e| match e.label {
+                    Label::Class(c) => Ok(c),
+                    _ => Err(unlabelled()),
+                })
+                .collect::<Result<_>>()?;
+            petl_metrics::evaluate(
+                &Predictions::Classes {
+                    predicted: &predicted,
+                    gold: &gold,
+                },
+                &self.spec.metrics,
+            )?
+        };
+        let headline = self.spec.headline.compute(&scores);
+        Ok(EvalOutcome {
+            scores,
+            headline,
+            examples_per_s: encoded.len() as f64 / elapsed.max(1e-9),
+            examples: encoded.len(),
+        })
+    }
+}
+
+fn unlabelled() -> TrainError {
+    TrainError::Config {
+        field: "task",
+        reason: "evaluation data has no labels (GLUE test splits are unlabelled; use dev)".into(),
+    }
+}
