@@ -236,9 +236,9 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
         },
         method: parse_method(&a.method)?,
         train: TrainConfig {
-            epochs: 3,
-            batch_size: 16,
-            lr: 5e-5,
+            epochs: 4,
+            batch_size: 8,
+            lr: 1e-4,
             warmup_ratio: 0.1,
             max_len: 128,
             log_every: 1,

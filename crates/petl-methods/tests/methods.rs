@@ -96,3 +96,82 @@ fn methods_start_at_the_base_output_and_train_what_they_claim() {
         assert_eq!(before, after, "base parameter {k} changed");
     }
 }
+
+/// Central finite differences of the loss agree with backprop through the whole encoder
+/// (embeddings, attention, GELU, LayerNorm, pooler, head) for sampled entries of every kind of
+/// trainable tensor.
+#[test]
+fn gradients_match_finite_differences() {
+    let model = tiny();
+    let mut store = ParamStore::new(&Device::Cpu, 5);
+    let delta = Method::Full.build(&model, &mut store).unwrap();
+    let head = ClassificationHead::create(&model, 3, &mut store).unwrap();
+    let targets = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+    let loss = || -> f64 {
+        let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
+        let logits = head
+            .forward(&model, &hidden, &delta, &mut ForwardCtx::eval())
+            .unwrap();
+        petl_ops::cross_entropy(&logits, &targets)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let grads = {
+        let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
+        let logits = head
+            .forward(&model, &hidden, &delta, &mut ForwardCtx::eval())
+            .unwrap();
+        petl_ops::cross_entropy(&logits, &targets)
+            .unwrap()
+            .backward()
+            .unwrap()
+    };
+    let names = [
+        "embeddings.word_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.0.attention.self.key.bias",
+        "encoder.layer.1.attention.output.dense.weight",
+        "encoder.layer.1.intermediate.dense.bias",
+        "encoder.layer.1.output.LayerNorm.bias",
+        "pooler.dense.weight",
+        "classifier.weight",
+    ];
+    let eps = 1e-2f32;
+    let mut checked = 0;
+    for name in names {
+        let var = store.get(name).unwrap();
+        let g = grads
+            .get(var)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // The entries with the largest gradients: well above f32 round-off in the loss.
+        let mut idx: Vec<usize> = (0..g.len()).collect();
+        idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+        for &i in idx.iter().take(3) {
+            let orig = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let bump = |d: f32| {
+                let mut v = orig.clone();
+                v[i] += d;
+                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                loss()
+            };
+            let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
+            var.set(&Tensor::from_vec(orig, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            let analytic = g[i] as f64;
+            let err = (numeric - analytic).abs();
+            assert!(
+                err <= 2e-3 + 0.02 * analytic.abs(),
+                "{name}[{i}]: backprop {analytic:.6e}, finite difference {numeric:.6e}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 27);
+}
