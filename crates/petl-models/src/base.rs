@@ -3,7 +3,7 @@
 //! ever writing to the base.
 
 use crate::weights::Checkpoint;
-use crate::{Hooks, Result};
+use crate::{ForwardCtx, Hooks, Proj, Result};
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 
@@ -93,6 +93,20 @@ impl BaseLinear {
         let w = self.weight.resolve(hooks)?;
         let b = self.bias.as_ref().map(|b| b.resolve(hooks)).transpose()?;
         Ok(petl_ops::linear(x, &w, b.as_ref())?)
+    }
+
+    /// The projection `proj` of block `layer`: the linear, then the [`Hooks::linear`] point, so
+    /// no projection can skip its hook.
+    pub(crate) fn project(
+        &self,
+        layer: usize,
+        proj: Proj,
+        x: &Tensor,
+        hooks: &dyn Hooks,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let y = self.forward(x, hooks)?;
+        hooks.linear(layer, proj, x, y, ctx)
     }
 }
 

@@ -41,7 +41,7 @@ impl SelfAttention {
     ) -> Result<Tensor> {
         let (batch, seq, d) = x.dims3()?;
         let project = |lin: &BaseLinear, proj: Proj, ctx: &mut ForwardCtx| -> Result<Tensor> {
-            let y = hooks.linear(layer, proj, x, lin.forward(x, hooks)?, ctx)?;
+            let y = lin.project(layer, proj, x, hooks, ctx)?;
             Ok(y.reshape((batch, seq, self.num_heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)
@@ -65,12 +65,6 @@ impl SelfAttention {
         let heads = probs.matmul(&v)?;
         let heads = hooks.heads(layer, x, &q, heads, ctx)?;
         let merged = heads.transpose(1, 2)?.contiguous()?.reshape((batch, seq, d))?;
-        hooks.linear(
-            layer,
-            Proj::AttnOut,
-            &merged,
-            self.out.forward(&merged, hooks)?,
-            ctx,
-        )
+        self.out.project(layer, Proj::AttnOut, &merged, hooks, ctx)
     }
 }

@@ -51,11 +51,9 @@ impl Block {
         let a = self.attention_norm.forward(&(x + h)?, hooks)?;
 
         let a = hooks.input(layer, Sublayer::Ffn, a, ctx)?;
-        let up = self.ffn_up.forward(&a, hooks)?;
-        let up = hooks.linear(layer, Proj::FfnUp, &a, up, ctx)?;
+        let up = self.ffn_up.project(layer, Proj::FfnUp, &a, hooks, ctx)?;
         let act = self.activation.forward(&up)?;
-        let down = self.ffn_down.forward(&act, hooks)?;
-        let down = hooks.linear(layer, Proj::FfnDown, &act, down, ctx)?;
+        let down = self.ffn_down.project(layer, Proj::FfnDown, &act, hooks, ctx)?;
         let f = ctx.dropout(&self.dropout, &down)?;
         let f = hooks.output(layer, Sublayer::Ffn, &a, f, ctx)?;
         self.ffn_norm.forward(&(a + f)?, hooks)
