@@ -327,3 +327,21 @@ fn an_artifact_is_refused_on_another_base_model() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("trained on base model"), "{err}");
 }
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_instead_of_saving_nan() {
+    let dir = setup();
+    let run = dir.path().join("run");
+    let mut args = train_args(dir.path(), &run);
+    let lr = args.iter().position(|a| a == "--lr").unwrap();
+    args[lr + 1] = "1e30".into();
+    args.extend(["--warmup-ratio".to_string(), "0".to_string()]);
+    let out = petl().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("loss is") && err.contains("lower the learning rate"),
+        "{err}"
+    );
+    assert!(!run.join("metrics.json").exists());
+}
