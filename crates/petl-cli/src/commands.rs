@@ -268,9 +268,19 @@ fn artifact_dir(p: &Path) -> PathBuf {
     }
 }
 
+/// The base model and its tokenizer, truncating at `max_len` (or the model's limit).
+fn load_base(arg: &ModelArg, max_len: usize) -> Result<(EncoderModel, TextEncoder)> {
+    let dir = ModelDir::open(resolve_model(arg, true)?)?;
+    let model = EncoderModel::load(&dir, &Device::Cpu)?;
+    let encoder = TextEncoder::from_file(
+        &dir.tokenizer_path()?,
+        max_len.min(model.config().max_input_len()),
+    )?;
+    Ok((model, encoder))
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
-    let model_dir = ModelDir::open(resolve_model(&a.model, true)?)?;
-    let model = EncoderModel::load(&model_dir, &Device::Cpu)?;
+    let (model, encoder) = load_base(&a.model, a.max_len)?;
     let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact))?;
     let source = task_source(&a.task)?;
     let dataset = match &source {
@@ -291,10 +301,6 @@ fn eval(a: EvalArgs) -> Result<()> {
             dataset.spec.labels()
         );
     }
-    let encoder = TextEncoder::from_file(
-        &model_dir.tokenizer_path()?,
-        a.max_len.min(model.config().max_input_len()),
-    )?;
     let encoded = encoder.encode_all(&dataset)?;
     let outcome = tm.evaluate(&encoded, a.batch_size, encoder.pad_id())?;
     if a.json {
@@ -317,13 +323,8 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn predict(a: PredictArgs) -> Result<()> {
-    let model_dir = ModelDir::open(resolve_model(&a.model, true)?)?;
-    let model = EncoderModel::load(&model_dir, &Device::Cpu)?;
+    let (model, encoder) = load_base(&a.model, a.max_len)?;
     let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact))?;
-    let encoder = TextEncoder::from_file(
-        &model_dir.tokenizer_path()?,
-        a.max_len.min(model.config().max_input_len()),
-    )?;
     let examples: Vec<Example> = match &a.text {
         Some(t) => vec![Example {
             text_a: t.clone(),
