@@ -4,8 +4,8 @@
 # then BitFit and head-only on SST-2 and RTE. Runs go to runs/glue/<task>-<method>/.
 #
 # Usage: scripts/glue-baselines.sh GLUE_DIR [step...]   (steps: petl-sst2-full torch-sst2-full
-#        petl-sst2-head-only petl-sst2-bitfit petl-rte-head-only petl-rte-bitfit petl-rte-full
-#        torch-rte-full speed; default all)
+#        petl-sst2-head-only petl-sst2-head-only-mean petl-sst2-bitfit petl-rte-head-only
+#        petl-rte-bitfit petl-rte-full torch-rte-full speed; default all)
 # `speed` times full fine-tuning on 2,000 SST-2 rows for one epoch in petl and in PyTorch back to
 # back; run it on an otherwise idle machine, since both use every core.
 set -euo pipefail
@@ -18,8 +18,8 @@ model=$($petl -q model fetch minilm)
 out=runs/glue
 mkdir -p "$out"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(petl-sst2-full torch-sst2-full petl-sst2-head-only petl-sst2-bitfit petl-rte-head-only
-  petl-rte-bitfit petl-rte-full torch-rte-full speed)
+[ ${#steps[@]} -gt 0 ] || steps=(petl-sst2-full torch-sst2-full petl-sst2-head-only petl-sst2-head-only-mean
+  petl-sst2-bitfit petl-rte-head-only petl-rte-bitfit petl-rte-full torch-rte-full speed)
 
 # The shared recipe: batch 32, warmup 6%, weight decay 0.01, clip 1.0, seed 42, linear decay.
 common=(--model "$model" --data-dir "$glue" --batch-size 32 --warmup-ratio 0.06 --weight-decay 0.01 --seed 42 --no-progress)
@@ -36,6 +36,7 @@ for step in "${steps[@]}"; do
         --train-rows 10000 --max-len 64 --epochs 2 --batch-size 32 --lr 5e-5 --warmup-ratio 0.06 \
         --weight-decay 0.01 --seed 42 --threads 2 --out "$out/sst2-full-torch.json" ;;
     petl-sst2-head-only) $petl train "${common[@]}" "${sst2[@]}" --method head-only --lr 1e-3 --out "$out/sst2-head-only" ;;
+    petl-sst2-head-only-mean) $petl train "${common[@]}" "${sst2[@]}" --method head-only --pooling mean --lr 1e-3 --out "$out/sst2-head-only-mean" ;;
     petl-sst2-bitfit)    $petl train "${common[@]}" "${sst2[@]}" --method bitfit --lr 1e-3 --out "$out/sst2-bitfit" ;;
     petl-rte-head-only)  $petl train "${common[@]}" "${rte[@]}" --method head-only --lr 1e-3 --out "$out/rte-head-only" ;;
     petl-rte-bitfit)     $petl train "${common[@]}" "${rte[@]}" --method bitfit --lr 1e-3 --out "$out/rte-bitfit" ;;

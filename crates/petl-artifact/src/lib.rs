@@ -163,6 +163,7 @@ mod tests {
             method: "bitfit".into(),
             task: serde_json::json!({"name": "sst2"}),
             num_outputs: 2,
+            pooling: petl_models::Pooling::Cls,
             base_fingerprint: Fingerprint(fp.into()),
             base_model_type: "bert".into(),
             trainable_params: 4,

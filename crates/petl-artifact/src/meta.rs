@@ -1,4 +1,4 @@
-use petl_models::Fingerprint;
+use petl_models::{Fingerprint, Pooling};
 use serde::{Deserialize, Serialize};
 
 /// The artifact format this build writes and reads. Bumped on any incompatible change.
@@ -18,6 +18,9 @@ pub struct ArtifactMeta {
     pub task: serde_json::Value,
     /// Head outputs (classes, or 1 for regression).
     pub num_outputs: usize,
+    /// How the head pools the sequence; absent in artifacts from before the option existed.
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Fingerprint of the base model the delta applies to.
     pub base_fingerprint: Fingerprint,
     /// `model_type` of that base.

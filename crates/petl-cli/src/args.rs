@@ -114,6 +114,11 @@ pub struct TrainArgs {
     /// Method: full, head-only, bitfit [default: full].
     #[arg(long)]
     pub method: Option<String>,
+    /// Head pooling: cls (first token through BERT's pooler; the Hugging Face layout) or mean
+    /// (average of real tokens; what sentence-transformers checkpoints were trained for)
+    /// [default: cls].
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
     /// Run configuration (TOML or JSON); flags given here override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -181,6 +186,12 @@ pub struct HyperArgs {
     /// Checkpoint every N steps (0: at each evaluation).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PoolingArg {
+    Cls,
+    Mean,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

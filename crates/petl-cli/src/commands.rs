@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use petl::data::{Example, Label, Split, TableKind, TableSpec, TextEncoder};
 use petl::hub::{AssetKind, Fetcher};
 use petl::methods::Method;
-use petl::models::{EncoderModel, ModelDir};
+use petl::models::{EncoderModel, ModelDir, Pooling};
 use petl::train::{RunConfig, RunSummary, Schedule, TaskModel, TaskSource, TrainConfig, TrainOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -176,9 +176,16 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
             model: PathBuf::new(),
             task: task_source(&a.task)?,
             method: Method::Full,
+            pooling: Pooling::Cls,
             train: TrainConfig::default(),
         },
     };
+    if let Some(p) = a.pooling {
+        cfg.pooling = match p {
+            PoolingArg::Cls => Pooling::Cls,
+            PoolingArg::Mean => Pooling::Mean,
+        };
+    }
     if a.config.is_none() || a.model.model.is_some() {
         cfg.model = resolve_model(&a.model, quiet)?;
     }
@@ -235,6 +242,7 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
             holdout: Some(50),
         },
         method: parse_method(&a.method)?,
+        pooling: Pooling::Cls,
         train: TrainConfig {
             epochs: 4,
             batch_size: 8,

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use petl_methods::Method;
 use petl_models::{
-    ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore,
+    ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore, Pooling,
 };
 use std::path::Path;
 
@@ -39,7 +39,7 @@ fn methods_start_at_the_base_output_and_train_what_they_claim() {
     for method in Method::ALL {
         let mut store = ParamStore::new(&Device::Cpu, 1);
         let delta = method.build(&model, &mut store).unwrap();
-        let head = ClassificationHead::create(&model, 3, &mut store).unwrap();
+        let head = ClassificationHead::create(&model, 3, Pooling::Cls, &mut store).unwrap();
         let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
         // Copies of the base compute exactly what the base computes.
         let diff = hidden
@@ -54,7 +54,13 @@ fn methods_start_at_the_base_output_and_train_what_they_claim() {
         assert_eq!(diff, 0.0, "{method}: output moved at init");
 
         let logits = head
-            .forward(&model, &hidden, &delta, &mut ForwardCtx::eval())
+            .forward(
+                &model,
+                &hidden,
+                &batch().attention_mask,
+                &delta,
+                &mut ForwardCtx::eval(),
+            )
             .unwrap();
         let targets = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
         let loss = petl_ops::cross_entropy(&logits, &targets).unwrap();
@@ -105,12 +111,18 @@ fn gradients_match_finite_differences() {
     let model = tiny();
     let mut store = ParamStore::new(&Device::Cpu, 5);
     let delta = Method::Full.build(&model, &mut store).unwrap();
-    let head = ClassificationHead::create(&model, 3, &mut store).unwrap();
+    let head = ClassificationHead::create(&model, 3, Pooling::Cls, &mut store).unwrap();
     let targets = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
     let loss = || -> f64 {
         let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
         let logits = head
-            .forward(&model, &hidden, &delta, &mut ForwardCtx::eval())
+            .forward(
+                &model,
+                &hidden,
+                &batch().attention_mask,
+                &delta,
+                &mut ForwardCtx::eval(),
+            )
             .unwrap();
         petl_ops::cross_entropy(&logits, &targets)
             .unwrap()
@@ -120,7 +132,13 @@ fn gradients_match_finite_differences() {
     let grads = {
         let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
         let logits = head
-            .forward(&model, &hidden, &delta, &mut ForwardCtx::eval())
+            .forward(
+                &model,
+                &hidden,
+                &batch().attention_mask,
+                &delta,
+                &mut ForwardCtx::eval(),
+            )
             .unwrap();
         petl_ops::cross_entropy(&logits, &targets)
             .unwrap()

@@ -24,7 +24,7 @@ mod weights;
 pub use config::{EncoderConfig, Family};
 pub use encoder::{EncoderInput, EncoderModel};
 pub use error::{ModelError, Result};
-pub use head::{argmax_rows, ClassificationHead};
+pub use head::{argmax_rows, ClassificationHead, Pooling};
 pub use hooks::{ForwardCtx, Hooks, KvPrefix, NoHooks, Proj, Sublayer};
 pub use model_dir::ModelDir;
 pub use params::{Init, ParamStore};

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use petl_models::{
-    ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore,
+    ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore, Pooling,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,9 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn run(model: &EncoderModel, head: &ClassificationHead, g: &HashMap<String, Tensor>) -> (Tensor, Tensor) {
     let mut ctx = ForwardCtx::eval();
     let hidden = model.forward(&input(g), &NoHooks, &mut ctx).unwrap();
-    let logits = head.forward(model, &hidden, &NoHooks, &mut ctx).unwrap();
+    let logits = head
+        .forward(model, &hidden, &input(g).attention_mask, &NoHooks, &mut ctx)
+        .unwrap();
     (hidden, logits)
 }
 
@@ -56,7 +58,7 @@ fn check_tiny(case: &str, num_labels: usize) {
     let model = EncoderModel::load(&ModelDir::open(golden_dir(case)).unwrap(), &Device::Cpu).unwrap();
     let mut store = ParamStore::new(&Device::Cpu, 0);
     // The checkpoint carries its trained head, which `create` must pick up.
-    let head = ClassificationHead::create(&model, num_labels, &mut store).unwrap();
+    let head = ClassificationHead::create(&model, num_labels, Pooling::Cls, &mut store).unwrap();
     let g = load_golden(case);
     let (hidden, logits) = run(&model, &head, &g);
     let dh = max_abs_diff(&hidden, &g["last_hidden_state"]);
@@ -82,7 +84,7 @@ fn minilm_matches_transformers() {
     let model = EncoderModel::load(&ModelDir::open(&dir).unwrap(), &Device::Cpu).unwrap();
     let g = load_golden("minilm");
     let mut store = ParamStore::new(&Device::Cpu, 0);
-    let head = ClassificationHead::create(&model, 2, &mut store).unwrap();
+    let head = ClassificationHead::create(&model, 2, Pooling::Cls, &mut store).unwrap();
     let saved: BTreeMap<String, Tensor> = ["classifier.weight", "classifier.bias"]
         .iter()
         .map(|k| (k.to_string(), g[*k].clone()))

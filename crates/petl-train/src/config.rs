@@ -8,6 +8,7 @@ use crate::schedule::Schedule;
 use crate::{Result, TrainError};
 use petl_data::{GlueTask, TableSpec};
 use petl_methods::Method;
+use petl_models::Pooling;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,9 @@ pub struct RunConfig {
     pub task: TaskSource,
     /// What trains.
     pub method: Method,
+    /// How the head pools the sequence: `cls` (HF layout, default) or `mean`.
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Hyperparameters.
     #[serde(default)]
     pub train: TrainConfig,
@@ -236,6 +240,7 @@ mod tests {
                 data_dir: "glue".into(),
             },
             method: Method::Bitfit,
+            pooling: Pooling::Mean,
             train: TrainConfig::default(),
         }
     }

@@ -6,7 +6,7 @@ use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
 use petl_data::{collate, plan_batches, Batch, BatchLabels, BatchOrder, Encoded, Label, TaskSpec};
 use petl_methods::{Delta, Method};
 use petl_metrics::{Predictions, Scores};
-use petl_models::{ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore};
+use petl_models::{ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling};
 use std::path::Path;
 use std::time::Instant;
 
@@ -44,11 +44,17 @@ pub struct Prediction {
 }
 
 impl<'m> TaskModel<'m> {
-    /// Fresh trainable state for `method` on `spec`, initialised from `seed`.
-    pub fn new(model: &'m EncoderModel, method: Method, spec: TaskSpec, seed: u64) -> Result<Self> {
+    /// Fresh trainable state for `method` on `spec` with a `pooling` head, initialised from `seed`.
+    pub fn new(
+        model: &'m EncoderModel,
+        method: Method,
+        spec: TaskSpec,
+        pooling: Pooling,
+        seed: u64,
+    ) -> Result<Self> {
         let mut store = ParamStore::new(model.device(), seed);
         let delta = method.build(model, &mut store)?;
-        let head = ClassificationHead::create(model, spec.num_outputs(), &mut store)?;
+        let head = ClassificationHead::create(model, spec.num_outputs(), pooling, &mut store)?;
         Ok(Self {
             model,
             spec,
@@ -76,7 +82,7 @@ impl<'m> TaskModel<'m> {
                 dir.display()
             ),
         })?;
-        let tm = Self::new(model, method, spec, 0)?;
+        let tm = Self::new(model, method, spec, meta.pooling, 0)?;
         tm.store.assign(&tensors)?;
         Ok(tm)
     }
@@ -92,6 +98,7 @@ impl<'m> TaskModel<'m> {
                 reason: e.to_string(),
             })?,
             num_outputs: self.head.num_outputs(),
+            pooling: self.head.pooling(),
             base_fingerprint: self.model.fingerprint().clone(),
             base_model_type: self.model.config().model_type.clone(),
             trainable_params: self.store.num_elements(),
@@ -132,7 +139,9 @@ impl<'m> TaskModel<'m> {
             self.model.device(),
         )?;
         let hidden = self.model.forward(&input, &self.delta, ctx)?;
-        Ok(self.head.forward(self.model, &hidden, &self.delta, ctx)?)
+        Ok(self
+            .head
+            .forward(self.model, &hidden, &input.attention_mask, &self.delta, ctx)?)
     }
 
     /// The task loss of one batch: cross-entropy for classification, MSE for regression.

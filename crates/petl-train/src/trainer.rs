@@ -101,7 +101,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         encoder.max_len()
     );
 
-    let tm = TaskModel::new(&model, cfg.method, train_set.spec.clone(), t.seed)?;
+    let tm = TaskModel::new(&model, cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?;
     let mut optim = AdamW::new(
         tm.params().iter(),
         AdamWConfig {
@@ -551,7 +551,7 @@ mod tests {
                 labels: vec!["a".into(), "b".into()],
             },
         );
-        let tm = TaskModel::new(&model, Method::Bitfit, spec, 3)?;
+        let tm = TaskModel::new(&model, Method::Bitfit, spec, petl_models::Pooling::Cls, 3)?;
         let data: Vec<Encoded> = (0..8)
             .map(|i| Encoded {
                 input_ids: (0..(3 + i % 4))
