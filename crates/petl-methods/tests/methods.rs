@@ -113,38 +113,17 @@ fn gradients_match_finite_differences() {
     let delta = Method::Full.build(&model, &mut store).unwrap();
     let head = ClassificationHead::create(&model, 3, Pooling::Cls, &mut store).unwrap();
     let targets = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
-    let loss = || -> f64 {
-        let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
+    let loss_tensor = || -> Tensor {
+        let input = batch();
+        let mut ctx = ForwardCtx::eval();
+        let hidden = model.forward(&input, &delta, &mut ctx).unwrap();
         let logits = head
-            .forward(
-                &model,
-                &hidden,
-                &batch().attention_mask,
-                &delta,
-                &mut ForwardCtx::eval(),
-            )
+            .forward(&model, &hidden, &input.attention_mask, &delta, &mut ctx)
             .unwrap();
-        petl_ops::cross_entropy(&logits, &targets)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64
+        petl_ops::cross_entropy(&logits, &targets).unwrap()
     };
-    let grads = {
-        let hidden = model.forward(&batch(), &delta, &mut ForwardCtx::eval()).unwrap();
-        let logits = head
-            .forward(
-                &model,
-                &hidden,
-                &batch().attention_mask,
-                &delta,
-                &mut ForwardCtx::eval(),
-            )
-            .unwrap();
-        petl_ops::cross_entropy(&logits, &targets)
-            .unwrap()
-            .backward()
-            .unwrap()
-    };
+    let loss = || loss_tensor().to_scalar::<f32>().unwrap() as f64;
+    let grads = loss_tensor().backward().unwrap();
     let names = [
         "embeddings.word_embeddings.weight",
         "embeddings.LayerNorm.weight",
