@@ -211,21 +211,11 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                 })?;
                 state.pending_loss = (0.0, 0);
             }
-            let eval_due = if t.eval_every == 0 {
-                end_of_epoch
-            } else {
-                state.global_step % t.eval_every == 0 || state.global_step == total_steps
-            };
+            let eval_due = eval_due(t.eval_every, state.global_step, total_steps, end_of_epoch);
             if eval_due {
                 let outcome = tm.evaluate(&dev_enc, t.eval_batch_size, pad)?;
-                let improved = match (outcome.headline, state.best) {
-                    (Some(h), Some((b, _))) => h > b,
-                    (Some(_), None) => true,
-                    (None, _) => state.best.is_none(),
-                };
+                let improved = record_if_best(&mut state, &outcome);
                 if improved {
-                    state.best = Some((outcome.headline.unwrap_or(f64::NAN), state.global_step));
-                    state.best_metrics = Some(outcome.scores.clone());
                     tm.save_artifact(&run_dir.join("artifact"))?;
                 }
                 bar.println(format!(
@@ -312,6 +302,31 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     petl_artifact::write_json_atomic(&run_dir.join("metrics.json"), &summary)?;
     write_plot(run_dir, &log_path, &summary.headline_metric)?;
     Ok(summary)
+}
+
+/// Whether an evaluation is due after `step` of `total`: every `every` steps and after the last,
+/// or, with `every == 0`, at the end of each epoch.
+fn eval_due(every: u64, step: u64, total: u64, end_of_epoch: bool) -> bool {
+    if every == 0 {
+        end_of_epoch
+    } else {
+        step % every == 0 || step == total
+    }
+}
+
+/// Makes `outcome` the best so far if its headline beats the previous best (the first
+/// evaluation always counts, so a run always has an artifact); returns whether it did.
+fn record_if_best(state: &mut LoopState, outcome: &EvalOutcome) -> bool {
+    let improved = match (outcome.headline, state.best) {
+        (Some(h), Some((b, _))) => h > b,
+        (Some(_), None) => true,
+        (None, _) => state.best.is_none(),
+    };
+    if improved {
+        state.best = Some((outcome.headline.unwrap_or(f64::NAN), state.global_step));
+        state.best_metrics = Some(outcome.scores.clone());
+    }
+    improved
 }
 
 /// Runs the micro-batches of one optimizer step and sums their gradients. Each micro-batch's
@@ -538,6 +553,36 @@ mod tests {
     use super::*;
     use petl_data::{Label, TaskKind, TaskSpec};
     use petl_methods::Method;
+
+    #[test]
+    fn evaluation_schedule_and_best_selection() {
+        assert!(eval_due(0, 7, 20, true) && !eval_due(0, 8, 20, false));
+        assert!(eval_due(5, 10, 23, false) && eval_due(5, 23, 23, false) && !eval_due(5, 11, 23, true));
+        let mut state = LoopState {
+            global_step: 3,
+            epoch: 0,
+            step_in_epoch: 3,
+            best: None,
+            best_metrics: None,
+            train_seconds: 0.0,
+            examples_seen: 0,
+            pending_loss: (0.0, 0),
+        };
+        let outcome = |h: f64| EvalOutcome {
+            scores: petl_metrics::Scores::default(),
+            headline: Some(h),
+            examples_per_s: 1.0,
+            examples: 1,
+        };
+        assert!(record_if_best(&mut state, &outcome(0.5)));
+        state.global_step = 6;
+        assert!(
+            !record_if_best(&mut state, &outcome(0.5)),
+            "a tie keeps the earlier best"
+        );
+        assert!(record_if_best(&mut state, &outcome(0.6)));
+        assert_eq!(state.best, Some((0.6, 6)));
+    }
 
     /// Two micro-batches of 4 accumulate to the gradient of one batch of 8 (uneven lengths, so
     /// padding differs between the two ways of batching).
