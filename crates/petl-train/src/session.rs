@@ -1,12 +1,14 @@
 //! A task model: one shared frozen base plus one task's delta and head.
 
 use crate::{Result, TrainError};
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
 use petl_data::{collate, plan_batches, Batch, BatchLabels, BatchOrder, Encoded, Label, TaskSpec};
 use petl_methods::{Delta, Method};
 use petl_metrics::{Predictions, Scores};
-use petl_models::{ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling};
+use petl_models::{
+    argmax_rows, ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling,
+};
 use std::path::Path;
 use std::time::Instant;
 
@@ -176,10 +178,10 @@ impl<'m> TaskModel<'m> {
             } else {
                 petl_ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?
             };
-            let argmax = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let argmax = argmax_rows(&logits)?;
             for ((&j, scores), am) in plan.iter().zip(rows).zip(argmax) {
                 let (class, label) = match self.spec.labels() {
-                    Some(labels) => (Some(am as usize), labels.get(am as usize).cloned()),
+                    Some(labels) => (Some(am), labels.get(am).cloned()),
                     None => (None, None),
                 };
                 out[order[j]] = Some(Prediction { class, label, scores });

@@ -135,16 +135,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     let total_steps = steps_per_epoch * t.epochs;
     let warmup = (t.warmup_ratio * total_steps as f64).ceil() as u64;
 
-    let mut state = LoopState {
-        global_step: 0,
-        epoch: 0,
-        step_in_epoch: 0,
-        best: None,
-        best_metrics: None,
-        train_seconds: 0.0,
-        examples_seen: 0,
-        pending_loss: (0.0, 0),
-    };
+    let mut state = LoopState::default();
     let log_path = run_dir.join("log.jsonl");
     let mut log = if opts.resume {
         match checkpoint::load(run_dir, &device)? {
@@ -560,13 +551,8 @@ mod tests {
         assert!(eval_due(5, 10, 23, false) && eval_due(5, 23, 23, false) && !eval_due(5, 11, 23, true));
         let mut state = LoopState {
             global_step: 3,
-            epoch: 0,
             step_in_epoch: 3,
-            best: None,
-            best_metrics: None,
-            train_seconds: 0.0,
-            examples_seen: 0,
-            pending_loss: (0.0, 0),
+            ..LoopState::default()
         };
         let outcome = |h: f64| EvalOutcome {
             scores: petl_metrics::Scores::default(),
