@@ -3,6 +3,7 @@
 # reference packages that petl's Python reference scripts need:
 #   - crates/petl-models/tests/golden/gen/make_golden.py (golden files for Rust parity tests)
 #   - scripts/reference/train_glue_torch.py (PyTorch twin of petl's GLUE fine-tuning)
+#   - crates/petl-methods/tests/golden/gen/make_peft_golden.py (peft parity goldens)
 #
 # Usage: scripts/python-env.sh            # venv at <repo>/.venv-ref
 #        PETL_PY_VENV=/some/dir scripts/python-env.sh
@@ -25,6 +26,7 @@ pins=(
   "scipy==1.17.1"
   "scikit-learn==1.9.1"
   "tokenizers==0.23.3"
+  "peft==0.21.2"
 )
 
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -37,7 +39,7 @@ stamp="$venv/.petl-pins"
 want="$(printf '%s\n' "${pins[@]}")"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-   && "$py" -c 'import torch, transformers, safetensors, numpy, scipy, sklearn, tokenizers' 2>/dev/null; then
+   && "$py" -c 'import torch, transformers, safetensors, numpy, scipy, sklearn, tokenizers, peft' 2>/dev/null; then
   echo "pinned packages already installed in $venv" >&2
 else
   echo "installing pinned packages into $venv" >&2

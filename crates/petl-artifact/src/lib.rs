@@ -16,7 +16,7 @@ mod atomic;
 mod meta;
 
 pub use atomic::{write_atomic, write_json_atomic, write_safetensors_atomic};
-pub use meta::{ArtifactMeta, FORMAT_VERSION};
+pub use meta::{ArtifactMeta, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 
 use candle_core::{Device, Tensor};
 use petl_models::Fingerprint;
@@ -108,7 +108,7 @@ pub fn load_meta(dir: &Path) -> Result<ArtifactMeta> {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    if meta.format_version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&meta.format_version) {
         return Err(ArtifactError::UnsupportedVersion {
             path: dir.to_path_buf(),
             found: meta.format_version,
@@ -160,13 +160,14 @@ mod tests {
         ArtifactMeta {
             format_version: FORMAT_VERSION,
             petl_version: "test".into(),
-            method: "bitfit".into(),
+            method: serde_json::json!("bitfit"),
             task: serde_json::json!({"name": "sst2"}),
             num_outputs: 2,
             pooling: petl_models::Pooling::Cls,
             base_fingerprint: Fingerprint(fp.into()),
             base_model_type: "bert".into(),
             trainable_params: 4,
+            stored_params: 4,
             base_params: 100,
         }
     }

@@ -2,7 +2,12 @@ use petl_models::{Fingerprint, Pooling};
 use serde::{Deserialize, Serialize};
 
 /// The artifact format this build writes and reads. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 records the full method configuration; version 1 recorded a method name, which
+/// still reads as the preset of that name.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// What `artifact.json` records about a trained delta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,8 +17,9 @@ pub struct ArtifactMeta {
     pub format_version: u32,
     /// The petl version that wrote it.
     pub petl_version: String,
-    /// The method's name (`full`, `head-only`, `bitfit`, …).
-    pub method: String,
+    /// The method: its full design-space configuration as stored (prefix generators ejected),
+    /// or, in version 1, a preset name.
+    pub method: serde_json::Value,
     /// The task the head was trained for (name, labels, metrics).
     pub task: serde_json::Value,
     /// Head outputs (classes, or 1 for regression).
@@ -25,8 +31,11 @@ pub struct ArtifactMeta {
     pub base_fingerprint: Fingerprint,
     /// `model_type` of that base.
     pub base_model_type: String,
-    /// Scalar parameters stored in the artifact.
+    /// Scalar parameters trained (delta and head, prefix generators included).
     pub trainable_params: usize,
+    /// Scalar parameters stored in the artifact (delta and head); absent before version 2.
+    #[serde(default)]
+    pub stored_params: usize,
     /// Scalar parameters of the base model.
     pub base_params: usize,
 }

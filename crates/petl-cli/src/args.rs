@@ -25,8 +25,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict labels for text given on the command line or on stdin.
     Predict(PredictArgs),
-    /// List the methods petl implements.
-    Methods,
+    /// List the method presets with their design-space coordinates.
+    Methods(MethodsArgs),
+    /// Count a method's trainable and stored parameters on a model, from its config.json alone.
+    Params(ParamsArgs),
     /// Pretrained models in petl's cache.
     #[command(subcommand)]
     Model(FetchCommand),
@@ -60,6 +62,33 @@ pub struct QuickstartArgs {
     /// Continue an interrupted quickstart.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MethodsArgs {
+    /// Print each preset's full configuration as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ParamsArgs {
+    /// A Hugging Face config.json (BERT, RoBERTa, BART, mBART, Llama, Qwen2, Mistral).
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub model_config: Option<PathBuf>,
+    /// A model directory or catalog name, counted from its weights.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Method: a preset or a TOML/JSON method file.
+    #[arg(long)]
+    pub method: String,
+    /// Also find the bottleneck (r or l, the same for every delta) closest to this percentage of
+    /// the base model.
+    #[arg(long)]
+    pub budget: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the model comes from: a directory, or a cached asset name such as `minilm`.
@@ -111,7 +140,8 @@ pub struct TrainArgs {
     pub model: ModelArg,
     #[command(flatten)]
     pub task: TaskArgs,
-    /// Method: full, head-only, bitfit [default: full].
+    /// Method: a preset (see `petl methods`) or a TOML/JSON file with a `[[delta]]` list
+    /// [default: full].
     #[arg(long)]
     pub method: Option<String>,
     /// Head pooling: cls (first token through BERT's pooler; the Hugging Face layout) or mean

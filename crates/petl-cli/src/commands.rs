@@ -6,7 +6,7 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use petl::data::{Example, Label, Split, TableKind, TableSpec, TextEncoder};
 use petl::hub::{AssetKind, Fetcher};
-use petl::methods::Method;
+use crate::design::parse_method;
 use petl::models::{EncoderModel, ModelDir, Pooling};
 use petl::train::{RunConfig, RunSummary, Schedule, TaskModel, TaskSource, TrainConfig, TrainOptions};
 use std::io::{BufRead, Write};
@@ -19,7 +19,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(*a, quiet),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
-        Command::Methods => methods(),
+        Command::Methods(a) => crate::design::methods(a),
+        Command::Params(a) => crate::design::params(a),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
         Command::Data(c) => fetch_command(c, AssetKind::Dataset, quiet),
     }
@@ -120,19 +121,6 @@ fn task_source(a: &TaskArgs) -> Result<TaskSource> {
     Ok(source)
 }
 
-fn parse_method(name: &str) -> Result<Method> {
-    Method::from_name(name).with_context(|| {
-        format!(
-            "unknown method {name:?} (known: {})",
-            Method::ALL
-                .iter()
-                .map(|m| m.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
 fn apply_overrides(t: &mut TrainConfig, h: &HyperArgs) {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = h.$f { t.$f = v; } )* };
@@ -175,7 +163,7 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
         None => RunConfig {
             model: PathBuf::new(),
             task: task_source(&a.task)?,
-            method: Method::Full,
+            method: petl::methods::preset("full")?,
             pooling: Pooling::Cls,
             train: TrainConfig::default(),
         },
@@ -212,6 +200,10 @@ fn print_summary(s: &RunSummary, out: &Path) {
     println!(
         "trainable       {} of {} parameters ({:.4}%)",
         s.trainable_params, s.total_params, s.trainable_percent
+    );
+    println!(
+        "stored delta    {} parameters ({:.4}% of the base) + head",
+        s.delta_params, s.delta_percent
     );
     for (k, v) in &s.dev.0 {
         println!("dev {k:<11} {v:.4}   (best, step {})", s.best_step);
@@ -255,7 +247,7 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
     };
     eprintln!(
         "quickstart: fine-tuning all-MiniLM-L6-v2 ({}) on 150 IMDB reviews, evaluating on 50 held out",
-        cfg.method
+        cfg.method.name
     );
     let opts = TrainOptions {
         resume: a.resume,
@@ -315,7 +307,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "task": dataset.spec.name, "method": tm.method().name(), "examples": outcome.examples,
+                "task": dataset.spec.name, "method": tm.method().name, "examples": outcome.examples,
                 "metrics": outcome.scores, "headline": outcome.headline,
                 "examples_per_s": outcome.examples_per_s,
             })
@@ -375,18 +367,6 @@ fn predict(a: PredictArgs) -> Result<()> {
                 .join(",");
             writeln!(out, "{}\t{}", p.label.unwrap_or_else(|| scores.clone()), scores)?;
         }
-    }
-    Ok(())
-}
-
-fn methods() -> Result<()> {
-    for m in Method::ALL {
-        let what = match m {
-            Method::Full => "every base parameter trains (baseline)",
-            Method::HeadOnly => "only the task head trains (linear probe)",
-            Method::Bitfit => "all bias terms (LayerNorm biases included) and the head train",
-        };
-        println!("{:<10} {what}", m.name());
     }
     Ok(())
 }

@@ -105,8 +105,9 @@ impl BaseLinear {
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
-        let y = self.forward(x, hooks)?;
-        hooks.linear(layer, proj, x, y, ctx)
+        let x = hooks.linear_input(layer, proj, x.clone(), ctx)?;
+        let y = self.forward(&x, hooks)?;
+        hooks.linear(layer, proj, &x, y, ctx)
     }
 }
 

@@ -7,12 +7,16 @@
 //! Where the calls happen inside one post-LN block (BERT/RoBERTa):
 //!
 //! ```text
+//! ids ─▶ word embeddings ─▶ embeddings() ─▶ + positions + types ─▶ LayerNorm ─▶ x
 //! x ─▶ input(Attention) ─▶ Q,K,V = linear(Query|Key|Value)        ◀── param(name) on every weight
 //!      kv_prefix() concatenated to K,V ─▶ softmax(QKᵀ/√d)V ─▶ heads()
 //!      ─▶ linear(AttnOut) ─▶ dropout ─▶ output(Attention, x, ·) ─▶ LayerNorm(x + ·) = a
 //! a ─▶ input(Ffn) ─▶ linear(FfnUp) ─▶ act ─▶ linear(FfnDown) ─▶ dropout
 //!      ─▶ output(Ffn, a, ·) ─▶ LayerNorm(a + ·)
 //! ```
+//!
+//! Every projection `linear(P)` is `linear_input(P)` on its input, then the frozen matmul, then
+//! `linear(P)` on its output.
 
 use crate::Result;
 use candle_core::Tensor;
@@ -68,6 +72,19 @@ pub struct KvPrefix {
     pub values: Tensor,
 }
 
+/// What attention computed for one layer, for deltas acting on the per-head output.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadsSite<'a> {
+    /// The attention sub-layer input `[batch, seq, d]`.
+    pub input: &'a Tensor,
+    /// The per-head queries `[batch, heads, seq, head_dim]`, unscaled.
+    pub query: &'a Tensor,
+    /// The scaled, masked attention logits `[batch, heads, seq, keys]` the softmax was taken
+    /// over (prefix columns first when [`Hooks::kv_prefix`] added some): the normaliser a gated
+    /// composition needs.
+    pub scores: &'a Tensor,
+}
+
 /// Per-forward state: whether this is a training pass and, if so, where dropout draws from.
 #[derive(Debug)]
 pub struct ForwardCtx {
@@ -109,17 +126,32 @@ pub trait Hooks {
         Ok(None)
     }
 
-    /// Modifies the embedding output `[batch, seq, d]` and its attention mask `[batch, seq]`
-    /// (prompt tuning prepends rows to both).
-    fn embeddings(&self, hidden: Tensor, mask: Tensor, ctx: &mut ForwardCtx) -> Result<(Tensor, Tensor)> {
+    /// Modifies the word embeddings `[batch, seq, d]` and the attention mask `[batch, seq]`
+    /// before position and token-type embeddings are added. Prompt tuning prepends `p` rows to
+    /// both; the model then numbers positions over the longer sequence and gives the new rows
+    /// token type 0, as Hugging Face does for `inputs_embeds`.
+    fn embeddings(&self, words: Tensor, mask: Tensor, ctx: &mut ForwardCtx) -> Result<(Tensor, Tensor)> {
         let _ = ctx;
-        Ok((hidden, mask))
+        Ok((words, mask))
     }
 
     /// Modifies a sub-layer's input before the sub-layer reads it.
     fn input(&self, layer: usize, sublayer: Sublayer, x: Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let _ = (layer, sublayer, ctx);
         Ok(x)
+    }
+
+    /// How far to shift the input tokens' position ids (prefixes that Hugging Face models
+    /// receive as past keys and values push positions along by their length).
+    fn position_offset(&self) -> usize {
+        0
+    }
+
+    /// Modifies the input of projection `proj` before the frozen matmul (IA³ on the FFN's
+    /// inner activation).
+    fn linear_input(&self, layer: usize, proj: Proj, input: Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let _ = (layer, proj, ctx);
+        Ok(input)
     }
 
     /// Modifies the output of projection `proj` given its input (LoRA, IA³).
@@ -141,17 +173,16 @@ pub trait Hooks {
         Ok(None)
     }
 
-    /// Modifies the per-head attention output `[batch, heads, seq, head_dim]` before W_o.
-    /// `input` is the attention input and `query` the per-head queries.
+    /// Modifies the per-head attention output `[batch, heads, seq, head_dim]` before W_o
+    /// (multi-head parallel adapters, prefix tuning in its gated-adapter form).
     fn heads(
         &self,
         layer: usize,
-        input: &Tensor,
-        query: &Tensor,
+        site: HeadsSite<'_>,
         heads: Tensor,
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
-        let _ = (layer, input, query, ctx);
+        let _ = (layer, site, ctx);
         Ok(heads)
     }
 

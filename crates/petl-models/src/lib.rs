@@ -19,13 +19,15 @@ mod head;
 mod hooks;
 mod model_dir;
 mod params;
+mod shape;
 mod weights;
 
 pub use config::{EncoderConfig, Family};
-pub use encoder::{EncoderInput, EncoderModel};
+pub use encoder::{EncoderInput, EncoderModel, EncoderOutput};
 pub use error::{ModelError, Result};
 pub use head::{argmax_rows, ClassificationHead, Pooling};
-pub use hooks::{ForwardCtx, Hooks, KvPrefix, NoHooks, Proj, Sublayer};
+pub use hooks::{ForwardCtx, HeadsSite, Hooks, KvPrefix, NoHooks, Proj, Sublayer};
 pub use model_dir::ModelDir;
 pub use params::{Init, ParamStore};
+pub use shape::{AttentionKind, ModelShape, StackShape};
 pub use weights::{Checkpoint, Fingerprint};

@@ -18,6 +18,21 @@ pub enum Init {
         /// Standard deviation.
         std: f64,
     },
+    /// Independent U(−bound, bound) draws (PyTorch's Kaiming-uniform with a = √5 is
+    /// `bound = 1/√fan_in`).
+    Uniform {
+        /// Half-width of the interval.
+        bound: f64,
+    },
+    /// N(0, std²) redrawn until inside ±`limit` (Houlsby adapter init).
+    TruncatedNormal {
+        /// Standard deviation before truncation.
+        std: f64,
+        /// Absolute cut-off.
+        limit: f64,
+    },
+    /// A fixed value everywhere.
+    Constant(f64),
     /// A copy of an existing tensor (full fine-tuning starts from the base weights).
     Copy(Tensor),
 }
@@ -56,6 +71,22 @@ impl ParamStore {
                 let v = normal_samples(&mut self.rng, n, std);
                 Tensor::from_vec(v, shape, &self.device)?
             }
+            Init::Uniform { bound } => {
+                use rand::Rng;
+                let v: Vec<f32> = (0..n)
+                    .map(|_| ((self.rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
+                Tensor::from_vec(v, shape, &self.device)?
+            }
+            Init::TruncatedNormal { std, limit } => {
+                let mut v = Vec::with_capacity(n);
+                while v.len() < n {
+                    let draws = normal_samples(&mut self.rng, n - v.len(), std);
+                    v.extend(draws.into_iter().filter(|x| (*x as f64).abs() <= limit));
+                }
+                Tensor::from_vec(v, shape, &self.device)?
+            }
+            Init::Constant(c) => (Tensor::ones(shape, DType::F32, &self.device)? * c)?,
             Init::Copy(src) => {
                 if src.dims() != shape {
                     return Err(ModelError::ShapeMismatch {
@@ -71,6 +102,17 @@ impl ParamStore {
         let var = Var::from_tensor(&t)?;
         self.vars.insert(name.to_string(), var.clone());
         Ok(var)
+    }
+
+    /// Registers an existing variable under `name` (a parameter shared by several deltas).
+    pub fn insert(&mut self, name: &str, var: Var) -> Result<()> {
+        if self.vars.contains_key(name) {
+            return Err(ModelError::DuplicateParam {
+                name: name.to_string(),
+            });
+        }
+        self.vars.insert(name.to_string(), var);
+        Ok(())
     }
 
     /// The parameter `name`.

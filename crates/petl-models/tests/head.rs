@@ -23,7 +23,7 @@ fn mean_pooling_averages_unpadded_tokens_only() {
     )
     .unwrap();
     let mut ctx = ForwardCtx::eval();
-    let hidden = model.forward(&input, &NoHooks, &mut ctx).unwrap();
+    let hidden = model.forward(&input, &NoHooks, &mut ctx).unwrap().hidden;
     let logits = head
         .forward(&model, &hidden, &input.attention_mask, &NoHooks, &mut ctx)
         .unwrap();

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use petl_models::{
-    EncoderInput, EncoderModel, ForwardCtx, Hooks, KvPrefix, ModelDir, Proj, Result, Sublayer,
+    EncoderInput, EncoderModel, ForwardCtx, HeadsSite, Hooks, KvPrefix, ModelDir, Proj, Result, Sublayer,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -30,6 +30,10 @@ impl Hooks for Counter {
         self.hit(format!("input {layer} {s:?}"));
         Ok(x)
     }
+    fn linear_input(&self, layer: usize, p: Proj, x: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
+        self.hit(format!("linear_input {layer} {p:?}"));
+        Ok(x)
+    }
     fn linear(&self, layer: usize, p: Proj, _i: &Tensor, o: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
         self.hit(format!("linear {layer} {p:?}"));
         Ok(o)
@@ -38,14 +42,7 @@ impl Hooks for Counter {
         self.hit(format!("kv_prefix {layer}"));
         Ok(None)
     }
-    fn heads(
-        &self,
-        layer: usize,
-        _i: &Tensor,
-        _q: &Tensor,
-        h: Tensor,
-        _c: &mut ForwardCtx,
-    ) -> Result<Tensor> {
+    fn heads(&self, layer: usize, _s: HeadsSite<'_>, h: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
         self.hit(format!("heads {layer}"));
         Ok(h)
     }
@@ -80,6 +77,7 @@ fn every_hook_point_is_called_once_per_site() {
         }
         for p in Proj::ALL {
             expected.insert(format!("linear {l} {p:?}"), 1);
+            expected.insert(format!("linear_input {l} {p:?}"), 1);
         }
         expected.insert(format!("kv_prefix {l}"), 1);
         expected.insert(format!("heads {l}"), 1);

@@ -47,11 +47,11 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Runs model + head and returns (last hidden state, logits).
 fn run(model: &EncoderModel, head: &ClassificationHead, g: &HashMap<String, Tensor>) -> (Tensor, Tensor) {
     let mut ctx = ForwardCtx::eval();
-    let hidden = model.forward(&input(g), &NoHooks, &mut ctx).unwrap();
+    let out = model.forward(&input(g), &NoHooks, &mut ctx).unwrap();
     let logits = head
-        .forward(model, &hidden, &input(g).attention_mask, &NoHooks, &mut ctx)
+        .forward(model, &out.hidden, &out.mask, &NoHooks, &mut ctx)
         .unwrap();
-    (hidden, logits)
+    (out.hidden, logits)
 }
 
 fn check_tiny(case: &str, num_labels: usize) {

@@ -39,4 +39,4 @@ pub use dropout::{Dropout, DropoutRng};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};
 pub use norm::layer_norm;
-pub use softmax::softmax_last_dim;
+pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};

@@ -13,10 +13,37 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&s)
 }
 
+/// `log Σ exp(x)` over the last dimension, keeping it (`[.., 1]`), stabilised like
+/// [`softmax_last_dim`].
+pub fn logsumexp_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    x.broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        .broadcast_add(&max)
+}
+
+/// The logistic function `1 / (1 + e^(−x))`, composed so it is differentiable.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    #[test]
+    fn logsumexp_and_sigmoid_match_closed_forms() -> Result<()> {
+        let x = Tensor::new(&[[1000f32, 1000.], [0., 0.]], &Device::Cpu)?;
+        let l = logsumexp_last_dim(&x)?.to_vec2::<f32>()?;
+        assert!((l[0][0] - (1000.0 + 2f32.ln())).abs() < 1e-3);
+        assert!((l[1][0] - 2f32.ln()).abs() < 1e-6);
+        let s = sigmoid(&Tensor::new(&[0f32, 2.], &Device::Cpu)?)?.to_vec1::<f32>()?;
+        assert!((s[0] - 0.5).abs() < 1e-7 && (s[1] - 0.880_797_1).abs() < 1e-6);
+        Ok(())
+    }
 
     #[test]
     fn rows_sum_to_one_and_survive_large_logits() -> Result<()> {

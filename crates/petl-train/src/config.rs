@@ -20,7 +20,10 @@ pub struct RunConfig {
     pub model: PathBuf,
     /// The task and where its data is.
     pub task: TaskSource,
-    /// What trains.
+    /// What trains: a preset name (`method = "lora"`) or a full design-space configuration
+    /// (`[method]` + `[[method.delta]]`); written back resolved, so a run records exactly what
+    /// it trained.
+    #[serde(deserialize_with = "Method::deserialize_named_or_full")]
     pub method: Method,
     /// How the head pools the sequence: `cls` (HF layout, default) or `mean`.
     #[serde(default)]
@@ -239,7 +242,7 @@ mod tests {
                 name: "sst2".into(),
                 data_dir: "glue".into(),
             },
-            method: Method::Bitfit,
+            method: petl_methods::preset("mam-glue").unwrap(),
             pooling: Pooling::Mean,
             train: TrainConfig::default(),
         }
@@ -259,6 +262,20 @@ mod tests {
         let j = dir.path().join("c.json");
         std::fs::write(&j, serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(RunConfig::from_file(&j).unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_preset_name_resolves_and_a_full_table_is_checked() {
+        let text =
+            "model = \"m\"\nmethod = \"lora\"\n[task]\nkind = \"glue\"\nname = \"rte\"\ndata_dir = \"g\"\n";
+        let cfg: RunConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.method, petl_methods::preset("lora").unwrap());
+        let bad = text.replace("\"lora\"", "\"lorax\"");
+        let e = toml::from_str::<RunConfig>(&bad).unwrap_err().to_string();
+        assert!(e.contains("lorax") && e.contains("mam"), "{e}");
+        let table = "model = \"m\"\n[method]\nname = \"x\"\n[[method.delta]]\nform = { kind = \"bias\" }\nsite = \"params\"\nsites = 1\n[task]\nkind = \"glue\"\nname = \"rte\"\ndata_dir = \"g\"\n";
+        let e = toml::from_str::<RunConfig>(table).unwrap_err().to_string();
+        assert!(e.contains("sites"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,9 @@ pub enum TrainError {
     /// A model could not be loaded or run.
     #[error(transparent)]
     Model(#[from] petl_models::ModelError),
+    /// A method configuration is invalid for the model.
+    #[error(transparent)]
+    Method(#[from] petl_methods::MethodError),
     /// Data could not be read or tokenised.
     #[error(transparent)]
     Data(#[from] petl_data::DataError),

@@ -9,6 +9,7 @@ use petl_metrics::{Predictions, Scores};
 use petl_models::{
     argmax_rows, ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling,
 };
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -49,13 +50,13 @@ impl<'m> TaskModel<'m> {
     /// Fresh trainable state for `method` on `spec` with a `pooling` head, initialised from `seed`.
     pub fn new(
         model: &'m EncoderModel,
-        method: Method,
+        method: &Method,
         spec: TaskSpec,
         pooling: Pooling,
         seed: u64,
     ) -> Result<Self> {
         let mut store = ParamStore::new(model.device(), seed);
-        let delta = method.build(model, &mut store)?;
+        let delta = Delta::build(method, model, &mut store)?;
         let head = ClassificationHead::create(model, spec.num_outputs(), pooling, &mut store)?;
         Ok(Self {
             model,
@@ -69,13 +70,9 @@ impl<'m> TaskModel<'m> {
     /// Loads a saved artifact onto `model`; refuses an artifact trained on another base.
     pub fn from_artifact(model: &'m EncoderModel, dir: &Path) -> Result<Self> {
         let (meta, tensors) = petl_artifact::load(dir, model.fingerprint(), model.device())?;
-        let method = Method::from_name(&meta.method).ok_or_else(|| TrainError::Config {
+        let method = read_method(&meta.method).map_err(|reason| TrainError::Config {
             field: "method",
-            reason: format!(
-                "artifact {} uses method {:?}, which this petl does not know",
-                dir.display(),
-                meta.method
-            ),
+            reason: format!("artifact {} has an unusable method: {reason}", dir.display()),
         })?;
         let spec: TaskSpec = serde_json::from_value(meta.task.clone()).map_err(|e| TrainError::Config {
             field: "task",
@@ -84,17 +81,28 @@ impl<'m> TaskModel<'m> {
                 dir.display()
             ),
         })?;
-        let tm = Self::new(model, method, spec, meta.pooling, 0)?;
+        let tm = Self::new(model, &method, spec, meta.pooling, 0)?;
         tm.store.assign(&tensors)?;
         Ok(tm)
     }
 
-    /// Writes the trainable state as an artifact directory.
+    /// What an artifact stores: the head and the delta in its stored form (prefix generators
+    /// replaced by the prefixes they generate).
+    pub fn stored_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        Ok(self.delta.stored_tensors(&self.store)?)
+    }
+
+    /// Writes the stored state as an artifact directory.
     pub fn save_artifact(&self, dir: &Path) -> Result<()> {
+        let tensors = self.stored_tensors()?;
+        let method = self.delta.method().ejected();
         let meta = ArtifactMeta {
             format_version: FORMAT_VERSION,
             petl_version: env!("CARGO_PKG_VERSION").to_string(),
-            method: self.delta.method().name().to_string(),
+            method: serde_json::to_value(&method).map_err(|e| TrainError::Config {
+                field: "method",
+                reason: e.to_string(),
+            })?,
             task: serde_json::to_value(&self.spec).map_err(|e| TrainError::Config {
                 field: "task",
                 reason: e.to_string(),
@@ -104,9 +112,10 @@ impl<'m> TaskModel<'m> {
             base_fingerprint: self.model.fingerprint().clone(),
             base_model_type: self.model.config().model_type.clone(),
             trainable_params: self.store.num_elements(),
+            stored_params: tensors.values().map(Tensor::elem_count).sum(),
             base_params: self.model.num_base_params(),
         };
-        petl_artifact::save(dir, &meta, &self.store.to_tensors()?)?;
+        petl_artifact::save(dir, &meta, &tensors)?;
         Ok(())
     }
 
@@ -121,8 +130,13 @@ impl<'m> TaskModel<'m> {
     }
 
     /// The method.
-    pub fn method(&self) -> Method {
+    pub fn method(&self) -> &Method {
         self.delta.method()
+    }
+
+    /// The delta (the hooks the model runs with).
+    pub fn delta(&self) -> &Delta {
+        &self.delta
     }
 
     /// The trainable parameters (delta and head).
@@ -140,10 +154,10 @@ impl<'m> TaskModel<'m> {
             batch.seq_len,
             self.model.device(),
         )?;
-        let hidden = self.model.forward(&input, &self.delta, ctx)?;
+        let out = self.model.forward(&input, &self.delta, ctx)?;
         Ok(self
             .head
-            .forward(self.model, &hidden, &input.attention_mask, &self.delta, ctx)?)
+            .forward(self.model, &out.hidden, &out.mask, &self.delta, ctx)?)
     }
 
     /// The task loss of one batch: cross-entropy for classification, MSE for regression.
@@ -235,6 +249,14 @@ impl<'m> TaskModel<'m> {
             examples_per_s: encoded.len() as f64 / elapsed.max(1e-9),
             examples: encoded.len(),
         })
+    }
+}
+
+/// A method recorded in an artifact: a full configuration, or (format 1) a preset name.
+fn read_method(value: &serde_json::Value) -> std::result::Result<Method, String> {
+    match value {
+        serde_json::Value::String(name) => petl_methods::preset(name).map_err(|e| e.to_string()),
+        other => serde_json::from_value(other.clone()).map_err(|e| e.to_string()),
     }
 }
 

@@ -34,8 +34,14 @@ pub struct RunSummary {
     pub task: String,
     /// Method name.
     pub method: String,
-    /// Trainable (and stored) scalar parameters: delta plus head.
+    /// Trained scalar parameters: delta (prefix generators included) plus head.
     pub trainable_params: usize,
+    /// Scalar parameters the artifact stores: delta plus head.
+    pub stored_params: usize,
+    /// Stored parameters of the delta alone, without the head: He et al.'s budget.
+    pub delta_params: usize,
+    /// `delta_params / base_params` in percent (the "#params" column of He et al.).
+    pub delta_percent: f64,
     /// Scalar parameters of the frozen base.
     pub base_params: usize,
     /// Scalar parameters of the whole task model: base plus the head's new parameters.
@@ -101,7 +107,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         encoder.max_len()
     );
 
-    let tm = TaskModel::new(&model, cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?;
+    let tm = TaskModel::new(&model, &cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?;
     let mut optim = AdamW::new(
         tm.params().iter(),
         AdamWConfig {
@@ -121,9 +127,11 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         .map(|(_, v)| v.elem_count())
         .sum();
     let total = base + added;
+    let delta_params = cfg.method.count(&model.shape()).stored;
+    let stored: usize = tm.stored_tensors()?.values().map(|t| t.elem_count()).sum();
     tracing::info!(
         "method {}: {} trainable of {} parameters ({:.4}%)",
-        cfg.method,
+        cfg.method.name,
         trainable,
         total,
         100.0 * trainable as f64 / total as f64
@@ -269,8 +277,11 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     };
     let summary = RunSummary {
         task: train_set.spec.name.clone(),
-        method: cfg.method.name().to_string(),
+        method: cfg.method.name.clone(),
         trainable_params: trainable,
+        stored_params: stored,
+        delta_params,
+        delta_percent: 100.0 * delta_params as f64 / base as f64,
         base_params: base,
         total_params: total,
         trainable_percent: 100.0 * trainable as f64 / total as f64,
@@ -543,7 +554,6 @@ fn write_plot(run_dir: &Path, log_path: &Path, headline: &str) -> Result<PathBuf
 mod tests {
     use super::*;
     use petl_data::{Label, TaskKind, TaskSpec};
-    use petl_methods::Method;
 
     #[test]
     fn evaluation_schedule_and_best_selection() {
@@ -582,7 +592,7 @@ mod tests {
                 labels: vec!["a".into(), "b".into()],
             },
         );
-        let tm = TaskModel::new(&model, Method::Bitfit, spec, petl_models::Pooling::Cls, 3)?;
+        let tm = TaskModel::new(&model, &petl_methods::preset("bitfit")?, spec, petl_models::Pooling::Cls, 3)?;
         let data: Vec<Encoded> = (0..8)
             .map(|i| Encoded {
                 input_ids: (0..(3 + i % 4))

@@ -1,6 +1,6 @@
 use crate::base::{BaseLinear, Loader};
 use crate::config::EncoderConfig;
-use crate::{ForwardCtx, Hooks, Proj, Result};
+use crate::{ForwardCtx, HeadsSite, Hooks, Proj, Result};
 use candle_core::Tensor;
 use petl_ops::Dropout;
 
@@ -63,7 +63,12 @@ impl SelfAttention {
         let probs = petl_ops::softmax_last_dim(&scores)?;
         let probs = ctx.dropout(&self.probs_dropout, &probs)?;
         let heads = probs.matmul(&v)?;
-        let heads = hooks.heads(layer, x, &q, heads, ctx)?;
+        let site = HeadsSite {
+            input: x,
+            query: &q,
+            scores: &scores,
+        };
+        let heads = hooks.heads(layer, site, heads, ctx)?;
         let merged = heads.transpose(1, 2)?.contiguous()?.reshape((batch, seq, d))?;
         self.out.project(layer, Proj::AttnOut, &merged, hooks, ctx)
     }

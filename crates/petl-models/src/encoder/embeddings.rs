@@ -29,32 +29,79 @@ impl Embeddings {
         })
     }
 
+    /// The embedded sequence and its attention mask, both longer than the input when
+    /// [`Hooks::embeddings`] prepends rows (prompt tuning).
     pub(super) fn forward(
         &self,
         input: &EncoderInput,
         c: &EncoderConfig,
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let (batch, seq) = input.input_ids.dims2()?;
-        let device = input.input_ids.device();
         let ids = input.input_ids.flatten_all()?;
         check_range(&ids, c.vocab_size, "token id")?;
-        let types = input.type_ids.flatten_all()?;
-        check_range(&types, c.type_vocab_size, "token type id")?;
-        let positions = match c.family {
-            Family::Bert => {
-                let row: Vec<u32> = (0..seq as u32).collect();
-                Tensor::from_vec(row.repeat(batch), batch * seq, device)?
-            }
-            Family::Roberta => roberta_positions(&input.input_ids, c.pad_token_id)?,
+        check_range(&input.type_ids.flatten_all()?, c.type_vocab_size, "token type id")?;
+        let words = self
+            .word
+            .resolve(hooks)?
+            .index_select(&ids, 0)?
+            .reshape((batch, seq, c.hidden_size))?;
+        let (words, mask) = hooks.embeddings(words, input.attention_mask.clone(), ctx)?;
+        let total = words.dim(1)?;
+        let added = total.checked_sub(seq).ok_or_else(|| {
+            ModelError::BadInput("an embeddings hook may only prepend positions, not remove them".into())
+        })?;
+        let offset = hooks.position_offset();
+        if total + offset > c.max_input_len() {
+            return Err(ModelError::BadInput(format!(
+                "sequence length {seq} plus {} prompt/prefix positions exceeds the model's {} positions",
+                added + offset,
+                c.max_input_len()
+            )));
+        }
+        let positions = positions(input, c, added, hooks.position_offset())?;
+        let types = if added == 0 {
+            input.type_ids.clone()
+        } else {
+            let zeros = Tensor::zeros((batch, added), input.type_ids.dtype(), input.type_ids.device())?;
+            Tensor::cat(&[&zeros, &input.type_ids], 1)?
         };
-        let word = self.word.resolve(hooks)?.index_select(&ids, 0)?;
         let pos = self.position.resolve(hooks)?.index_select(&positions, 0)?;
-        let typ = self.token_type.resolve(hooks)?.index_select(&types, 0)?;
-        let sum = ((word + pos)? + typ)?.reshape((batch, seq, c.hidden_size))?;
+        let typ = self
+            .token_type
+            .resolve(hooks)?
+            .index_select(&types.flatten_all()?, 0)?;
+        let sum = (words + (pos + typ)?.reshape((batch, total, c.hidden_size))?)?;
         let normed = self.norm.forward(&sum, hooks)?;
-        ctx.dropout(&self.dropout, &normed)
+        Ok((ctx.dropout(&self.dropout, &normed)?, mask))
+    }
+}
+
+/// Position ids `[batch · (added + seq)]` for `added` prepended rows followed by the input, all
+/// shifted by `offset`. Prepended rows take the first positions and shift the input's along, as
+/// when Hugging Face embeds `inputs_embeds` that begin with a prompt.
+fn positions(input: &EncoderInput, c: &EncoderConfig, added: usize, offset: usize) -> Result<Tensor> {
+    let (batch, seq) = input.input_ids.dims2()?;
+    let device = input.input_ids.device();
+    let total = added + seq;
+    match c.family {
+        Family::Bert => {
+            let start = offset as u32;
+            let row: Vec<u32> = (start..start + total as u32).collect();
+            Ok(Tensor::from_vec(row.repeat(batch), batch * total, device)?)
+        }
+        Family::Roberta => {
+            let pad = c.pad_token_id;
+            let shift = (added + offset) as u32;
+            let real = roberta_positions(&input.input_ids, pad)?.to_vec1::<u32>()?;
+            let mut out = Vec::with_capacity(batch * total);
+            for row in real.chunks(seq.max(1)) {
+                out.extend((1..=added as u32).map(|i| pad + offset as u32 + i));
+                out.extend(row.iter().map(|&p| if p == pad { pad } else { p + shift }));
+            }
+            Ok(Tensor::from_vec(out, batch * total, device)?)
+        }
     }
 }
 

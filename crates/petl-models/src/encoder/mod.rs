@@ -52,6 +52,16 @@ impl EncoderInput {
     }
 }
 
+/// What the encoder returns.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// The last hidden state `[batch, seq', d]`.
+    pub hidden: Tensor,
+    /// The attention mask over `hidden` `[batch, seq']`: the input's, with ones in front for
+    /// positions a hook prepended (so `seq' ≥ seq`).
+    pub mask: Tensor,
+}
+
 /// A pretrained BERT-family encoder: frozen weights plus the forward pass with hook points.
 #[derive(Debug)]
 pub struct EncoderModel {
@@ -119,6 +129,37 @@ impl EncoderModel {
         &self.base
     }
 
+    /// The model's dimensions, with the parameter count of the loaded checkpoint.
+    pub fn shape(&self) -> crate::ModelShape {
+        let mut shape = crate::ModelShape::of_encoder(&self.config, self.pooler.is_some());
+        shape.base_params = self.num_base_params();
+        shape
+    }
+
+    /// The checkpoint name of the weight of projection `proj` in block `layer` (its bias is
+    /// the same name ending in `.bias`).
+    pub fn weight_name(&self, layer: usize, proj: crate::Proj) -> String {
+        use crate::Proj;
+        let module = match proj {
+            Proj::Query => "attention.self.query",
+            Proj::Key => "attention.self.key",
+            Proj::Value => "attention.self.value",
+            Proj::AttnOut => "attention.output.dense",
+            Proj::FfnUp => "intermediate.dense",
+            Proj::FfnDown => "output.dense",
+        };
+        format!("encoder.layer.{layer}.{module}.weight")
+    }
+
+    /// The block index a base parameter belongs to, or `None` for embeddings and pooler.
+    pub fn layer_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix("encoder.layer.")?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Number of scalar base parameters.
     pub fn num_base_params(&self) -> usize {
         self.base.values().map(|t| t.elem_count()).sum()
@@ -134,8 +175,13 @@ impl EncoderModel {
         self.pooler.as_ref()
     }
 
-    /// The last hidden state `[batch, seq, d]`.
-    pub fn forward(&self, input: &EncoderInput, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
+    /// The last hidden state and the mask over it.
+    pub fn forward(
+        &self,
+        input: &EncoderInput,
+        hooks: &dyn Hooks,
+        ctx: &mut ForwardCtx,
+    ) -> Result<EncoderOutput> {
         let (batch, seq) = input.input_ids.dims2()?;
         if seq == 0 || batch == 0 {
             return Err(ModelError::BadInput("empty batch".into()));
@@ -146,13 +192,12 @@ impl EncoderModel {
                 self.config.max_input_len()
             )));
         }
-        let hidden = self.embeddings.forward(input, &self.config, hooks, ctx)?;
-        let (mut hidden, mask) = hooks.embeddings(hidden, input.attention_mask.clone(), ctx)?;
+        let (mut hidden, mask) = self.embeddings.forward(input, &self.config, hooks, ctx)?;
         let bias = attention_bias(&mask)?;
         for (i, block) in self.blocks.iter().enumerate() {
             hidden = block.forward(i, &hidden, &bias, hooks, ctx)?;
         }
-        Ok(hidden)
+        Ok(EncoderOutput { hidden, mask })
     }
 }
 

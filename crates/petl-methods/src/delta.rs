@@ -1,0 +1,377 @@
+//! A built method: the trainable tensors of every delta, wired to the model's hook points.
+
+use crate::error::Result;
+use crate::prefix::{HeadsDelta, PrefixBank};
+use crate::site::{SiteDelta, Widths};
+use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
+use candle_core::{Tensor, Var};
+use petl_models::{EncoderModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
+use std::collections::BTreeMap;
+
+/// The [`Hooks`] implementation of a [`Method`] on one model: every delta's trainable tensors
+/// (held in a [`ParamStore`]) and where each acts. The base weights are never written.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    method: Method,
+    /// Base parameters replaced by trainable copies (BitFit, dense diffs).
+    params: BTreeMap<String, Var>,
+    prompt: Option<Var>,
+    /// IA³ scalings of projection inputs.
+    inputs: BTreeMap<(usize, Proj), Vec<Var>>,
+    linears: BTreeMap<(usize, Proj), Vec<SiteDelta>>,
+    sublayers: BTreeMap<(usize, Sublayer), Vec<SiteDelta>>,
+    /// Prefixes concatenated to keys and values.
+    kv_banks: Vec<PrefixBank>,
+    heads: Vec<HeadsDelta>,
+}
+
+impl Delta {
+    /// Validates `method` against `model` and creates its parameters in `store`.
+    pub fn build(method: &Method, model: &EncoderModel, store: &mut ParamStore) -> Result<Self> {
+        method.validate(&model.shape())?;
+        let mut delta = Self {
+            method: method.clone(),
+            params: BTreeMap::new(),
+            prompt: None,
+            inputs: BTreeMap::new(),
+            linears: BTreeMap::new(),
+            sublayers: BTreeMap::new(),
+            kv_banks: Vec::new(),
+            heads: Vec::new(),
+        };
+        for (index, spec) in method.deltas.iter().enumerate() {
+            delta.add(index, spec, model, store)?;
+        }
+        Ok(delta)
+    }
+
+    fn add(
+        &mut self,
+        k: usize,
+        spec: &DeltaSpec,
+        model: &EncoderModel,
+        store: &mut ParamStore,
+    ) -> Result<()> {
+        let c = model.config();
+        let (d, m) = (c.hidden_size, c.intermediate_size);
+        let layers = spec.layers.select(c.num_layers);
+        let dims = |p: Proj| match p {
+            Proj::FfnUp => (d, m),
+            Proj::FfnDown => (m, d),
+            _ => (d, d),
+        };
+        match (&spec.form, &spec.site) {
+            (Form::Bias | Form::Dense, _) => {
+                for (name, base) in model.base_params() {
+                    let in_layers = match model.layer_of(name) {
+                        Some(l) => spec.layers.contains(l),
+                        None => spec.layers == crate::spec::Layers::All,
+                    };
+                    let selected = match spec.form {
+                        Form::Bias => name.ends_with(".bias"),
+                        _ => true,
+                    };
+                    if selected && in_layers {
+                        let var = store.create(name, base.dims(), Init::Copy(base.clone()))?;
+                        self.params.insert(name.clone(), var);
+                    }
+                }
+            }
+            (Form::Prompt { length }, _) => {
+                let init = match spec.init {
+                    InitScheme::Houlsby => Init::TruncatedNormal {
+                        std: 0.01,
+                        limit: 0.02,
+                    },
+                    _ => Init::Normal { std: 0.02 },
+                };
+                self.prompt = Some(store.create(&format!("delta{k}.prompt"), &[*length, d], init)?);
+            }
+            (Form::Scaling { scale_input }, Site::Weights(projs)) => {
+                for &l in &layers {
+                    for &p in projs {
+                        let (i, o) = dims(p);
+                        let on_input = scale_input.contains(&p);
+                        let name = format!("delta{k}.layer{l}.{}.scale", proj_name(p));
+                        let var = store.create(&name, &[if on_input { i } else { o }], Init::Ones)?;
+                        if on_input {
+                            self.inputs.entry((l, p)).or_default().push(var);
+                        } else {
+                            self.linears
+                                .entry((l, p))
+                                .or_default()
+                                .push(SiteDelta::scaling(var));
+                        }
+                    }
+                }
+            }
+            (Form::Bottleneck { .. } | Form::LowRank { .. }, Site::Weights(projs)) => {
+                for &l in &layers {
+                    for &p in projs {
+                        let (input, output) = dims(p);
+                        let prefix = format!("delta{k}.layer{l}.{}", proj_name(p));
+                        let sd = SiteDelta::network(spec, &prefix, Widths { input, output }, store)?;
+                        self.linears.entry((l, p)).or_default().push(sd);
+                    }
+                }
+            }
+            (Form::Bottleneck { .. } | Form::LowRank { .. }, site) => {
+                let (sublayer, label) = match site {
+                    Site::Attention => (Sublayer::Attention, "attention"),
+                    _ => (Sublayer::Ffn, "ffn"),
+                };
+                for &l in &layers {
+                    let prefix = format!("delta{k}.layer{l}.{label}");
+                    let widths = Widths { input: d, output: d };
+                    let sd = SiteDelta::network(spec, &prefix, widths, store)?;
+                    self.sublayers.entry((l, sublayer)).or_default().push(sd);
+                }
+            }
+            (
+                Form::Prefix {
+                    activation,
+                    explicit_gate,
+                    ..
+                },
+                _,
+            ) => {
+                let bank = PrefixBank::create(k, spec, layers, d, c.num_heads, store)?;
+                let concat = spec.composition == Composition::Gated
+                    && *activation == PrefixActivation::Softmax
+                    && !explicit_gate;
+                if concat {
+                    self.kv_banks.push(bank);
+                } else {
+                    self.heads.push(HeadsDelta::create(spec, bank, store)?);
+                }
+            }
+            (form, site) => unreachable!("validated: {} at {site}", form.kind()),
+        }
+        Ok(())
+    }
+
+    /// The method this delta implements.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Number of scalar base parameters this delta replaces (BitFit, dense diffs).
+    pub fn num_replaced(&self) -> usize {
+        self.params.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// What an artifact stores of `store`: every parameter except prefix generators, plus the
+    /// prefixes those generators produce now, under the names a flat prefix uses. Load it with
+    /// [`Method::ejected`].
+    pub fn stored_tensors(&self, store: &ParamStore) -> Result<BTreeMap<String, Tensor>> {
+        let banks = self
+            .kv_banks
+            .iter()
+            .chain(self.heads.iter().map(HeadsDelta::bank));
+        let generators: Vec<&PrefixBank> = banks.filter(|b| b.is_reparameterised()).collect();
+        let mut out = BTreeMap::new();
+        for (name, t) in store.to_tensors()? {
+            if !generators.iter().any(|b| name.starts_with(&b.generator_prefix())) {
+                out.insert(name, t);
+            }
+        }
+        for bank in generators {
+            out.extend(bank.ejected()?);
+        }
+        Ok(out)
+    }
+
+    /// Low-rank and IA³ deltas folded into their weights, keyed by base parameter name: the
+    /// merged weight (and bias, for output scalings) to compute with.
+    pub(crate) fn mergeable(&self, model: &EncoderModel) -> Result<BTreeMap<String, Tensor>> {
+        let mut merged: BTreeMap<String, Tensor> = BTreeMap::new();
+        let base = model.base_params();
+        let current = |merged: &BTreeMap<String, Tensor>, name: &str| -> Option<Tensor> {
+            merged
+                .get(name)
+                .cloned()
+                .or_else(|| self.params.get(name).map(|v| v.as_tensor().clone()))
+                .or_else(|| base.get(name).cloned())
+        };
+        for (&(l, p), scales) in &self.inputs {
+            let name = model.weight_name(l, p);
+            if let Some(mut w) = current(&merged, &name) {
+                for s in scales {
+                    w = w.broadcast_mul(&s.as_tensor().unsqueeze(0)?)?;
+                }
+                merged.insert(name, w);
+            }
+        }
+        for (&(l, p), deltas) in &self.linears {
+            if !self.linear_is_mergeable(l, p)? {
+                continue;
+            }
+            let name = model.weight_name(l, p);
+            let bias_name = format!("{}.bias", name.trim_end_matches(".weight"));
+            for sd in deltas {
+                let (Some(w), Some(b)) = (current(&merged, &name), current(&merged, &bias_name)) else {
+                    continue;
+                };
+                if let Some(dw) = sd.merged_weight()? {
+                    merged.insert(name.clone(), (w + dw)?);
+                } else if let Some(s) = sd.output_scale() {
+                    let s = s.as_tensor();
+                    merged.insert(name.clone(), w.broadcast_mul(&s.unsqueeze(1)?)?);
+                    merged.insert(bias_name.clone(), (b * s)?);
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// Whether the delta at `(layer, proj)` is entirely folded by [`Self::mergeable`].
+    pub(crate) fn linear_is_mergeable(&self, layer: usize, proj: Proj) -> Result<bool> {
+        let Some(deltas) = self.linears.get(&(layer, proj)) else {
+            return Ok(true);
+        };
+        for sd in deltas {
+            if sd.merged_weight()?.is_none() && sd.output_scale().is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn apply_linear(
+        &self,
+        layer: usize,
+        proj: Proj,
+        input: &Tensor,
+        mut output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        if let Some(deltas) = self.linears.get(&(layer, proj)) {
+            for sd in deltas {
+                output = sd.apply(input, output, ctx)?;
+            }
+        }
+        Ok(output)
+    }
+}
+
+impl Hooks for Delta {
+    fn param(&self, name: &str, _base: &Tensor) -> petl_models::Result<Option<Tensor>> {
+        Ok(self.params.get(name).map(|v| v.as_tensor().clone()))
+    }
+
+    fn embeddings(
+        &self,
+        words: Tensor,
+        mask: Tensor,
+        _ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<(Tensor, Tensor)> {
+        let Some(prompt) = &self.prompt else {
+            return Ok((words, mask));
+        };
+        let (batch, _, d) = words.dims3()?;
+        let length = prompt.dim(0)?;
+        let rows = prompt
+            .as_tensor()
+            .unsqueeze(0)?
+            .broadcast_as((batch, length, d))?;
+        let words = Tensor::cat(&[&rows.contiguous()?, &words], 1)?;
+        let ones = Tensor::ones((batch, length), mask.dtype(), mask.device())?;
+        Ok((words, Tensor::cat(&[&ones, &mask], 1)?))
+    }
+
+    fn position_offset(&self) -> usize {
+        self.kv_banks
+            .iter()
+            .chain(self.heads.iter().map(HeadsDelta::bank))
+            .map(PrefixBank::position_shift)
+            .sum()
+    }
+
+    fn linear_input(
+        &self,
+        layer: usize,
+        proj: Proj,
+        mut input: Tensor,
+        _ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        if let Some(scales) = self.inputs.get(&(layer, proj)) {
+            for s in scales {
+                input = input.broadcast_mul(s.as_tensor())?;
+            }
+        }
+        Ok(input)
+    }
+
+    fn linear(
+        &self,
+        layer: usize,
+        proj: Proj,
+        input: &Tensor,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        self.apply_linear(layer, proj, input, output, ctx)
+            .map_err(into_model)
+    }
+
+    fn kv_prefix(
+        &self,
+        layer: usize,
+        batch: usize,
+        _ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Option<KvPrefix>> {
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for bank in &self.kv_banks {
+            if let Some((k, v)) = bank.per_head(layer, batch).map_err(into_model)? {
+                keys.push(k);
+                values.push(v);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(KvPrefix {
+            keys: Tensor::cat(&keys, 2)?,
+            values: Tensor::cat(&values, 2)?,
+        }))
+    }
+
+    fn heads(
+        &self,
+        layer: usize,
+        site: HeadsSite<'_>,
+        mut heads: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        for hd in &self.heads {
+            heads = hd.apply(layer, site, heads, ctx).map_err(into_model)?;
+        }
+        Ok(heads)
+    }
+
+    fn output(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        input: &Tensor,
+        mut output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        if let Some(deltas) = self.sublayers.get(&(layer, sublayer)) {
+            for sd in deltas {
+                output = sd.apply(input, output, ctx).map_err(into_model)?;
+            }
+        }
+        Ok(output)
+    }
+}
+
+/// The hook trait speaks the model's error type; a method error inside a forward pass is a
+/// tensor error or a model error already.
+pub(crate) fn into_model(e: crate::MethodError) -> petl_models::ModelError {
+    match e {
+        crate::MethodError::Model(m) => m,
+        other => petl_models::ModelError::BadInput(other.to_string()),
+    }
+}

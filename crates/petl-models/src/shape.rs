@@ -1,0 +1,285 @@
+//! The dimensions of a transformer that decide how large a delta is: enough to count a
+//! method's parameters from a `config.json` alone, without weights (`petl params`).
+
+use crate::{EncoderConfig, ModelError, Proj, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// A kind of attention sub-layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// Self-attention (encoder, or causal in a decoder).
+    SelfAttention,
+    /// Decoder-to-encoder attention of an encoder-decoder.
+    CrossAttention,
+}
+
+/// One stack of identical blocks (the encoder, or the decoder).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StackShape {
+    /// `encoder` or `decoder`.
+    pub name: &'static str,
+    /// Number of blocks.
+    pub layers: usize,
+    /// The attention sub-layers of each block.
+    pub attention: Vec<AttentionKind>,
+}
+
+/// The dimensions of a transformer, from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelShape {
+    /// `model_type` from `config.json`.
+    pub model_type: String,
+    /// Model width d.
+    pub hidden_size: usize,
+    /// Attention heads N_h.
+    pub num_heads: usize,
+    /// Width of one head d_h.
+    pub head_dim: usize,
+    /// Width of the key/value projections (smaller than d under grouped-query attention).
+    pub kv_dim: usize,
+    /// FFN inner width d_m.
+    pub intermediate_size: usize,
+    /// The block stacks, encoder first.
+    pub stacks: Vec<StackShape>,
+    /// Scalar parameters of the pretrained model.
+    pub base_params: usize,
+    /// How many of them are bias terms (BitFit's budget).
+    pub bias_params: usize,
+}
+
+impl ModelShape {
+    /// The shape of the encoder described by `c`, counting the pooler when `with_pooler`.
+    pub fn of_encoder(c: &EncoderConfig, with_pooler: bool) -> Self {
+        let (d, m, l) = (c.hidden_size, c.intermediate_size, c.num_layers);
+        let embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * d + 2 * d;
+        let block = 4 * (d * d + d) + (d * m + m) + (m * d + d) + 4 * d;
+        let pooler = if with_pooler { d * d + d } else { 0 };
+        Self {
+            model_type: c.model_type.clone(),
+            hidden_size: d,
+            num_heads: c.num_heads,
+            head_dim: c.head_dim(),
+            kv_dim: d,
+            intermediate_size: m,
+            stacks: vec![StackShape {
+                name: "encoder",
+                layers: l,
+                attention: vec![AttentionKind::SelfAttention],
+            }],
+            base_params: embeddings + l * block + pooler,
+            bias_params: d + l * (4 * d + m + d + 2 * d) + if with_pooler { d } else { 0 },
+        }
+    }
+
+    /// Reads a Hugging Face `config.json` of any architecture petl knows the shape of:
+    /// BERT-family encoders, BART/mBART encoder-decoders and Llama-family decoders.
+    pub fn from_config_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_config_json(&text).map_err(|e| match e {
+            ModelError::Json { source, .. } => ModelError::Json {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses the text of a `config.json`.
+    pub fn from_config_json(text: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Probe {
+            model_type: String,
+        }
+        let bad = |source: serde_json::Error| ModelError::Json {
+            path: "config.json".into(),
+            source,
+        };
+        let probe: Probe = serde_json::from_str(text).map_err(bad)?;
+        match probe.model_type.as_str() {
+            "bart" | "mbart" => {
+                let c: Seq2SeqConfig = serde_json::from_str(text).map_err(bad)?;
+                Ok(c.shape(probe.model_type == "mbart"))
+            }
+            "llama" | "mistral" | "qwen2" => {
+                let c: DecoderConfig = serde_json::from_str(text).map_err(bad)?;
+                c.shape(&probe.model_type)
+            }
+            _ => Ok(Self::of_encoder(&EncoderConfig::from_json(text)?, true)),
+        }
+    }
+
+    /// `(in, out)` features of projection `proj`.
+    pub fn proj_dims(&self, proj: Proj) -> (usize, usize) {
+        let (d, m) = (self.hidden_size, self.intermediate_size);
+        match proj {
+            Proj::Query | Proj::AttnOut => (d, d),
+            Proj::Key | Proj::Value => (d, self.kv_dim),
+            Proj::FfnUp => (d, m),
+            Proj::FfnDown => (m, d),
+        }
+    }
+
+    /// Total number of blocks over all stacks.
+    pub fn num_blocks(&self) -> usize {
+        self.stacks.iter().map(|s| s.layers).sum()
+    }
+}
+
+/// The fields of a BART/mBART `config.json` that decide its size.
+#[derive(Deserialize)]
+struct Seq2SeqConfig {
+    vocab_size: usize,
+    d_model: usize,
+    encoder_layers: usize,
+    decoder_layers: usize,
+    encoder_attention_heads: usize,
+    encoder_ffn_dim: usize,
+    decoder_ffn_dim: usize,
+    max_position_embeddings: usize,
+}
+
+impl Seq2SeqConfig {
+    fn shape(&self, mbart: bool) -> ModelShape {
+        let d = self.d_model;
+        let attn = 4 * (d * d + d);
+        let ffn = |m: usize| d * m + m + m * d + d;
+        // Learned positions carry BART's offset of 2; the shared embedding counts once.
+        let positions = 2 * (self.max_position_embeddings + 2) * d;
+        let embedding_norms = 2 * 2 * d;
+        let final_norms = if mbart { 2 * 2 * d } else { 0 };
+        let encoder = self.encoder_layers * (attn + ffn(self.encoder_ffn_dim) + 2 * 2 * d);
+        let decoder = self.decoder_layers * (2 * attn + ffn(self.decoder_ffn_dim) + 3 * 2 * d);
+        ModelShape {
+            model_type: if mbart { "mbart" } else { "bart" }.into(),
+            hidden_size: d,
+            num_heads: self.encoder_attention_heads,
+            head_dim: d / self.encoder_attention_heads.max(1),
+            kv_dim: d,
+            intermediate_size: self.encoder_ffn_dim,
+            stacks: vec![
+                StackShape {
+                    name: "encoder",
+                    layers: self.encoder_layers,
+                    attention: vec![AttentionKind::SelfAttention],
+                },
+                StackShape {
+                    name: "decoder",
+                    layers: self.decoder_layers,
+                    attention: vec![AttentionKind::SelfAttention, AttentionKind::CrossAttention],
+                },
+            ],
+            base_params: self.vocab_size * d + positions + embedding_norms + final_norms + encoder + decoder,
+            bias_params: embedding_norms / 2
+                + final_norms / 2
+                + self.encoder_layers * (4 * d + self.encoder_ffn_dim + d + 2 * d)
+                + self.decoder_layers * (8 * d + self.decoder_ffn_dim + d + 3 * d),
+        }
+    }
+}
+
+/// The fields of a Llama-family `config.json` that decide its size.
+#[derive(Deserialize)]
+struct DecoderConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+}
+
+impl DecoderConfig {
+    fn shape(&self, model_type: &str) -> Result<ModelShape> {
+        let d = self.hidden_size;
+        if self.num_attention_heads == 0 || d % self.num_attention_heads != 0 && self.head_dim.is_none() {
+            return Err(ModelError::InvalidConfig {
+                field: "num_attention_heads",
+                reason: format!(
+                    "hidden_size {d} is not divisible by num_attention_heads {}",
+                    self.num_attention_heads
+                ),
+            });
+        }
+        let head_dim = self.head_dim.unwrap_or(d / self.num_attention_heads);
+        let q_dim = self.num_attention_heads * head_dim;
+        let kv_dim = self.num_key_value_heads.unwrap_or(self.num_attention_heads) * head_dim;
+        let bias = |n: usize| {
+            if self.attention_bias || model_type == "qwen2" {
+                n
+            } else {
+                0
+            }
+        };
+        let attn = d * q_dim + bias(q_dim) + 2 * (d * kv_dim + bias(kv_dim)) + q_dim * d;
+        let mlp = 3 * d * self.intermediate_size;
+        let block = attn + mlp + 2 * d;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        Ok(ModelShape {
+            model_type: model_type.to_string(),
+            hidden_size: d,
+            num_heads: self.num_attention_heads,
+            head_dim,
+            kv_dim,
+            intermediate_size: self.intermediate_size,
+            stacks: vec![StackShape {
+                name: "decoder",
+                layers: self.num_hidden_layers,
+                attention: vec![AttentionKind::SelfAttention],
+            }],
+            base_params: self.vocab_size * d + self.num_hidden_layers * block + d + head,
+            bias_params: self.num_hidden_layers * (bias(q_dim) + 2 * bias(kv_dim)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bart_large_has_the_published_size() {
+        // facebook/bart-large's config.json, size fields only.
+        let text = r#"{"model_type":"bart","vocab_size":50265,"d_model":1024,"encoder_layers":12,
+            "decoder_layers":12,"encoder_attention_heads":16,"decoder_attention_heads":16,
+            "encoder_ffn_dim":4096,"decoder_ffn_dim":4096,"max_position_embeddings":1024}"#;
+        let s = ModelShape::from_config_json(text).unwrap();
+        // transformers: sum(p.numel() for p in BartModel(config).parameters()) = 406,291,456.
+        assert_eq!(s.base_params, 406_291_456);
+        assert_eq!(s.num_blocks(), 24);
+    }
+
+    #[test]
+    fn roberta_base_counts_like_transformers() {
+        let text = r#"{"model_type":"roberta","vocab_size":50265,"hidden_size":768,"num_hidden_layers":12,
+            "num_attention_heads":12,"intermediate_size":3072,"max_position_embeddings":514,
+            "type_vocab_size":1,"pad_token_id":1}"#;
+        let s = ModelShape::from_config_json(text).unwrap();
+        // RobertaModel (with pooler) from roberta-base's config: 124,645,632 parameters.
+        assert_eq!(s.base_params, 124_645_632);
+    }
+
+    #[test]
+    fn smollm2_135m_counts_like_transformers() {
+        let text = r#"{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,
+            "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,
+            "tie_word_embeddings":true}"#;
+        let s = ModelShape::from_config_json(text).unwrap();
+        // SmolLM2-135M: 134,515,008 parameters with tied embeddings.
+        assert_eq!(s.base_params, 134_515_008);
+        assert_eq!(s.proj_dims(Proj::Key), (576, 192));
+    }
+}
