@@ -55,7 +55,7 @@ fn coordinates(d: &DeltaSpec) -> String {
         },
     };
     format!(
-        "{form:<28} {insertion:<10} {:<16} {composition}",
+        "{form:<28} {insertion:<10} {:<18} {composition}",
         d.site.to_string()
     )
 }
@@ -67,7 +67,7 @@ pub fn methods(a: MethodsArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<18} {:<28} {:<10} {:<16} composition",
+        "{:<18} {:<28} {:<10} {:<18} composition",
         "preset", "form", "insertion", "site"
     );
     for p in PRESETS {
@@ -88,7 +88,10 @@ pub fn params(a: ParamsArgs) -> Result<()> {
     let shape = match (&a.model_config, &a.model) {
         (Some(config), _) => ModelShape::from_config_file(config)?,
         (None, Some(model)) => {
-            let dir = ModelDir::open(Path::new(model))?;
+            let arg = crate::args::ModelArg {
+                model: Some(model.clone()),
+            };
+            let dir = ModelDir::open(crate::commands::resolve_model(&arg, true)?)?;
             petl::models::EncoderModel::load(&dir, &candle_core::Device::Cpu)?.shape()
         }
         (None, None) => anyhow::bail!("give --model-config or --model"),
