@@ -1,6 +1,7 @@
 //! Flags as typed structs; every value check that needs more than a type lives in the library.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use petl::train::Assignment;
 use std::path::PathBuf;
 
 /// Parameter-efficient transfer learning: train, evaluate and serve small task deltas on one
@@ -25,6 +26,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict labels for text given on the command line or on stdin.
     Predict(PredictArgs),
+    /// Train a grid of runs from a sweep file: a base configuration and axes of values.
+    Sweep(SweepArgs),
     /// List the method presets with their design-space coordinates.
     Methods(MethodsArgs),
     /// Count a method's trainable and stored parameters on a model, from its config.json alone.
@@ -166,6 +169,37 @@ pub struct TrainArgs {
     pub stop_after: Option<u64>,
     #[command(flatten)]
     pub hyper: HyperArgs,
+    /// Set any configuration field, after --config and the other flags (repeatable, applied in
+    /// order): `--set train.lr=1e-3`, `--set method=lora --set method.delta.0.form.r=8`. The
+    /// value is JSON where it parses as JSON, else a string.
+    #[arg(long = "set", value_name = "PATH=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<Assignment>,
+}
+
+fn parse_assignment(s: &str) -> Result<Assignment, String> {
+    Assignment::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Sweep file (TOML, or JSON): a `[base]` run configuration and `[[axis]]` tables, each
+    /// with a `path` (as in `train --set`), `values` and an optional column `name`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Sweep directory: runs/<id>/, results.{csv,md,svg}, sweep.json, sweep.jsonl. Rerunning
+    /// the same sweep into it skips finished runs and resumes interrupted ones.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model directory or catalog name (`minilm`), fetched if needed; overrides `model` in
+    /// `[base]` [default: the file's model, else minilm].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print the grid with each point's method and delta parameter count; train nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Hide each run's progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// Hyperparameter overrides; unset flags keep the config file's (or default) value.
@@ -305,6 +339,39 @@ mod tests {
         assert_eq!(t.hyper.lr, Some(3e-5));
         assert!(t.resume);
         assert!(matches!(t.hyper.schedule, Some(ScheduleArg::Polynomial)));
+    }
+
+    #[test]
+    fn set_is_repeatable_and_sweep_needs_config_and_out() {
+        let cli = Cli::try_parse_from([
+            "petl",
+            "train",
+            "--out",
+            "r",
+            "--set",
+            "method=lora",
+            "--set",
+            "method.delta.0.form.r=8",
+        ])
+        .unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(
+            t.set,
+            vec![
+                Assignment::new("method", serde_json::json!("lora")),
+                Assignment::new("method.delta.0.form.r", serde_json::json!(8))
+            ]
+        );
+        assert!(Cli::try_parse_from(["petl", "train", "--out", "r", "--set", "no-equals"]).is_err());
+        assert!(Cli::try_parse_from(["petl", "sweep", "--config", "s.toml"]).is_err());
+        let cli =
+            Cli::try_parse_from(["petl", "sweep", "--config", "s.toml", "--out", "d", "--dry-run"]).unwrap();
+        let Command::Sweep(s) = cli.command else {
+            panic!("not sweep")
+        };
+        assert!(s.dry_run && !s.no_progress && s.model.is_none());
     }
 
     #[test]

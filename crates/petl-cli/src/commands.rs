@@ -1,12 +1,12 @@
 //! One function per subcommand; each turns flags into library values and calls the library.
 
 use crate::args::*;
+use crate::design::parse_method;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use petl::data::{Example, Label, Split, TableKind, TableSpec, TextEncoder};
 use petl::hub::{AssetKind, Fetcher};
-use crate::design::parse_method;
 use petl::models::{EncoderModel, ModelDir, Pooling};
 use petl::train::{RunConfig, RunSummary, Schedule, TaskModel, TaskSource, TrainConfig, TrainOptions};
 use std::io::{BufRead, Write};
@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(*a, quiet),
         Command::Eval(a) => eval(a),
         Command::Predict(a) => predict(a),
+        Command::Sweep(a) => crate::sweep::sweep(a, quiet),
         Command::Methods(a) => crate::design::methods(a),
         Command::Params(a) => crate::design::params(a),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
@@ -50,7 +51,7 @@ fn fetcher(quiet: bool) -> Fetcher {
 }
 
 /// A model directory, or a catalog name fetched into the cache on first use.
-fn resolve_model(arg: &ModelArg, quiet: bool) -> Result<PathBuf> {
+pub(crate) fn resolve_model(arg: &ModelArg, quiet: bool) -> Result<PathBuf> {
     let name = arg.model.as_deref().unwrap_or("minilm");
     let path = Path::new(name);
     if path.exists() {
@@ -184,6 +185,7 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
         cfg.method = parse_method(m)?;
     }
     apply_overrides(&mut cfg.train, &a.hyper);
+    let cfg = petl::train::apply_overrides(&cfg, &a.set)?;
     let opts = TrainOptions {
         resume: a.resume,
         progress: !a.no_progress && !quiet,

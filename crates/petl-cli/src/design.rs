@@ -37,8 +37,8 @@ fn coordinates(d: &DeltaSpec) -> String {
             format!("prefix l={length} {activation:?}{mlp}").to_lowercase()
         }
         Form::Scaling { .. } => "scaling".into(),
-        Form::Bias => "bias".into(),
-        Form::Dense => "dense".into(),
+        Form::Bias {} => "bias".into(),
+        Form::Dense {} => "dense".into(),
         Form::Prompt { length } => format!("prompt l={length}"),
     };
     let composition = match d.composition {
@@ -48,7 +48,7 @@ fn coordinates(d: &DeltaSpec) -> String {
         Composition::Gated => "gated".into(),
     };
     let insertion = match d.form {
-        Form::Bias | Form::Dense | Form::Prompt { .. } | Form::Scaling { .. } => "-",
+        Form::Bias {} | Form::Dense {} | Form::Prompt { .. } | Form::Scaling { .. } => "-",
         _ => match d.insertion {
             petl::methods::Insertion::Sequential => "sequential",
             petl::methods::Insertion::Parallel => "parallel",

@@ -86,8 +86,8 @@ impl DeltaSpec {
         let slots = slots(self, shape);
         let attention: usize = slots.attention_by_kind.iter().sum();
         match &self.form {
-            Form::Dense => ParamCount::same(shape.base_params),
-            Form::Bias => {
+            Form::Dense {} => ParamCount::same(shape.base_params),
+            Form::Bias {} => {
                 let n = if slots.blocks == shape.num_blocks() {
                     shape.bias_params
                 } else {

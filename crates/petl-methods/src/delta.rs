@@ -61,14 +61,14 @@ impl Delta {
             _ => (d, d),
         };
         match (&spec.form, &spec.site) {
-            (Form::Bias | Form::Dense, _) => {
+            (Form::Bias {} | Form::Dense {}, _) => {
                 for (name, base) in model.base_params() {
                     let in_layers = match model.layer_of(name) {
                         Some(l) => spec.layers.contains(l),
                         None => spec.layers == crate::spec::Layers::All,
                     };
                     let selected = match spec.form {
-                        Form::Bias => name.ends_with(".bias"),
+                        Form::Bias {} => name.ends_with(".bias"),
                         _ => true,
                     };
                     if selected && in_layers {

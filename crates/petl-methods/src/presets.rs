@@ -98,7 +98,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "full",
         summary: "full fine-tuning: every base parameter trains (a dense diff)",
-        build: || vec![delta(Form::Dense, Site::Params)],
+        build: || vec![delta(Form::Dense {}, Site::Params)],
     },
     Preset {
         name: "head-only",
@@ -108,7 +108,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "bitfit",
         summary: "BitFit: all bias terms, LayerNorm biases included (Ben Zaken et al.)",
-        build: || vec![delta(Form::Bias, Site::Params)],
+        build: || vec![delta(Form::Bias {}, Site::Params)],
     },
     Preset {
         name: "prompt",

@@ -101,10 +101,11 @@ pub enum Form {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scale_input: Vec<Proj>,
     },
-    /// Only bias terms change (BitFit).
-    Bias,
+    /// Only bias terms change (BitFit). (Empty braces, so that a stray key such as `r` is an
+    /// error rather than silently ignored.)
+    Bias {},
     /// Every base weight changes (full fine-tuning, as a dense diff).
-    Dense,
+    Dense {},
     /// `length` learned vectors prepended to the word embeddings (prompt tuning).
     Prompt {
         /// Number of prompt vectors.
@@ -124,8 +125,8 @@ impl Form {
             Self::LowRank { .. } => "low_rank",
             Self::Prefix { .. } => "prefix",
             Self::Scaling { .. } => "scaling",
-            Self::Bias => "bias",
-            Self::Dense => "dense",
+            Self::Bias {} => "bias",
+            Self::Dense {} => "dense",
             Self::Prompt { .. } => "prompt",
         }
     }
@@ -437,7 +438,7 @@ impl Method {
                 site: delta.site.to_string(),
                 reason,
             })?;
-            param_forms += matches!(delta.form, Form::Bias | Form::Dense) as usize;
+            param_forms += matches!(delta.form, Form::Bias {} | Form::Dense {}) as usize;
         }
         if param_forms > 1 {
             return Err(SpecError {
@@ -533,7 +534,7 @@ impl DeltaSpec {
                     ));
                 }
             }
-            (Form::Bias | Form::Dense, Site::Params) => plain("a parameter delta")?,
+            (Form::Bias {} | Form::Dense {}, Site::Params) => plain("a parameter delta")?,
             (Form::Prompt { length }, Site::Embeddings) => {
                 plain("a prompt")?;
                 if self.layers != Layers::All {
@@ -549,7 +550,7 @@ impl DeltaSpec {
                         Form::Bottleneck { .. } | Form::LowRank { .. } => "attention, ffn or weights",
                         Form::Prefix { .. } => "heads",
                         Form::Scaling { .. } => "weights",
-                        Form::Bias | Form::Dense => "params",
+                        Form::Bias {} | Form::Dense {} => "params",
                         Form::Prompt { .. } => "embeddings",
                     }
                 ))
@@ -626,6 +627,12 @@ mod tests {
         .to_string();
         assert!(err.contains("rank"), "{err}");
         let err = toml::from_str::<Method>(
+            "name = \"x\"\n[[delta]]\nform = { kind = \"bias\", r = 4 }\nsite = \"params\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`r`"), "{err}");
+        let err = toml::from_str::<Method>(
             "name = \"x\"\n[[delta]]\nform = { kind = \"bias\" }\nsite = \"params\"\nlayer = [1]",
         )
         .unwrap_err()
@@ -672,7 +679,7 @@ mod tests {
         let m = Method {
             name: "x".into(),
             deltas: vec![DeltaSpec {
-                form: Form::Bias,
+                form: Form::Bias {},
                 site: Site::Params,
                 insertion: Insertion::Parallel,
                 composition: Composition::Add,

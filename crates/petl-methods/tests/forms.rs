@@ -103,7 +103,7 @@ fn cases() -> Vec<(&'static str, Method)> {
             "prompt",
             method(vec![spec(Form::Prompt { length: 2 }, Site::Embeddings)]),
         ),
-        ("bias", method(vec![spec(Form::Bias, Site::Params)])),
+        ("bias", method(vec![spec(Form::Bias {}, Site::Params)])),
     ]
 }
 

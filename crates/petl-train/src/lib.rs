@@ -6,6 +6,9 @@
 //!   `log.jsonl`, a progress bar and a `training.svg` plot.
 //! - [`TaskModel`]: a base model with one task's delta and head, for evaluation and prediction
 //!   from a saved artifact.
+//! - [`apply_overrides`]: `PATH=VALUE` assignments into a configuration (`petl train --set`).
+//! - [`sweep`]: a grid of runs over one base configuration, resumable, with results tables and
+//!   a budget-versus-metric plot (`petl sweep`).
 //!
 //! A run directory holds `config.toml`, `log.jsonl`, `metrics.json`, `training.svg`,
 //! `artifact/` (the best trainable state) and the current resumable checkpoint.
@@ -16,15 +19,19 @@ mod config;
 mod error;
 mod log;
 mod optim;
+mod overrides;
 pub mod plot;
 mod schedule;
 mod session;
+pub mod sweep;
 mod trainer;
 
 pub use config::{RunConfig, TaskSource, TrainConfig};
 pub use error::{Result, TrainError};
 pub use log::{read_log, LogRecord};
 pub use optim::{clip_grad_norm, exempt_from_decay, AdamW, AdamWConfig};
+pub use overrides::{apply_overrides, Assignment};
 pub use schedule::Schedule;
 pub use session::{EvalOutcome, Prediction, TaskModel};
+pub use sweep::{run_sweep, Grid, SweepEvent, SweepReport, SweepSpec};
 pub use trainer::{train, RunSummary, TrainOptions};

@@ -108,6 +108,165 @@ pub fn ema(points: &[(f64, f64)], alpha: f64) -> Vec<(f64, f64)> {
     out
 }
 
+/// How a [`Scatter`] maps x values onto its horizontal axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XScale {
+    /// Linear.
+    Linear,
+    /// Base-10 logarithmic. Points with x ≤ 0 have no place on it: they are left out and
+    /// counted in a note on the plot.
+    Log,
+    /// Logarithmic when the positive x values span more than a factor of 20, else linear: a
+    /// budget sweep from 0.01% to 5% of the base is unreadable on a linear axis.
+    #[default]
+    Auto,
+}
+
+/// A scatter plot: unconnected points, each series with its own colour and marker shape.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scatter {
+    /// Heading drawn above the plot area.
+    pub title: String,
+    /// Label under the x axis (" (log scale)" is appended when the axis is logarithmic).
+    pub x_label: String,
+    /// Label beside the y axis.
+    pub y_label: String,
+    /// Linear, logarithmic, or chosen from the data.
+    pub x_scale: XScale,
+    /// Point sets; each gets the next colour and marker shape and a legend entry.
+    pub series: Vec<Series>,
+}
+
+/// The x span (max / min of the positive values) above which [`XScale::Auto`] goes logarithmic.
+const AUTO_LOG_SPAN: f64 = 20.0;
+
+/// Renders a scatter plot as a standalone 760x300 SVG document; deterministic like
+/// [`render_svg`].
+pub fn render_scatter_svg(plot: &Scatter) -> String {
+    let mut out = String::new();
+    w(
+        &mut out,
+        format_args!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH:.0}\" height=\"{PANEL_H:.0}\" \
+             viewBox=\"0 0 {WIDTH:.0} {PANEL_H:.0}\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n\
+             <rect x=\"0\" y=\"0\" width=\"{WIDTH:.0}\" height=\"{PANEL_H:.0}\" fill=\"#ffffff\"/>\n"
+        ),
+    );
+    let points = || {
+        plot.series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| finite(p))
+    };
+    let positive: Vec<f64> = points().map(|p| p.0).filter(|&x| x > 0.0).collect();
+    let log = match plot.x_scale {
+        XScale::Linear => false,
+        XScale::Log => true,
+        XScale::Auto => {
+            let (lo, hi) = min_max(positive.iter().copied()).unwrap_or((1.0, 1.0));
+            hi / lo > AUTO_LOG_SPAN
+        }
+    };
+    let shown = |p: &(f64, f64)| finite(p) && (!log || p.0 > 0.0);
+    let hidden = points().filter(|p| !shown(p)).count();
+    // Markers are drawn whole: a 5% margin keeps the extreme ones off the frame.
+    let pad = |(lo, hi): (f64, f64)| {
+        let m = (hi - lo) * 0.05;
+        if m.is_finite() && m > 0.0 {
+            (lo - m, hi + m)
+        } else {
+            (lo, hi)
+        }
+    };
+    let (xl, xh) = if log {
+        min_max(positive.iter().copied()).unwrap_or((1.0, 10.0))
+    } else {
+        pad(min_max(points().map(|p| p.0)).unwrap_or((0.0, 1.0)))
+    };
+    let (yl, yh) = pad(min_max(points().filter(|p| shown(p)).map(|p| p.1)).unwrap_or((0.0, 1.0)));
+    let (xa, x_labels) = if log {
+        log_axis(xl, xh)
+    } else {
+        let a = nice_axis(xl, xh);
+        let labels = a.ticks.iter().map(|&t| a.label(t)).collect();
+        (a, labels)
+    };
+    let ya = nice_axis(yl, yh);
+    let px = |x: f64| MARGIN_L + xa.frac(if log { x.log10() } else { x }) * PLOT_W;
+    let py = |y: f64| MARGIN_T + (1.0 - ya.frac(y)) * PLOT_H;
+    let x_ticks: Vec<(f64, String)> = xa
+        .ticks
+        .iter()
+        .zip(x_labels)
+        .map(|(&t, l)| (MARGIN_L + xa.frac(t) * PLOT_W, l))
+        .collect();
+    let y_ticks: Vec<(f64, String)> = ya.ticks.iter().map(|&t| (py(t), ya.label(t))).collect();
+    let x_label = if log {
+        format!("{} (log scale)", plot.x_label)
+    } else {
+        plot.x_label.clone()
+    };
+    draw_frame(
+        &mut out,
+        [&plot.title, &x_label, &plot.y_label],
+        &x_ticks,
+        &y_ticks,
+    );
+
+    for (i, series) in plot.series.iter().enumerate() {
+        for p in series.points.iter().filter(|p| shown(p)) {
+            shape_marker(&mut out, i, px(p.0), py(p.1), "point");
+        }
+    }
+    let (left, right, top) = (MARGIN_L, MARGIN_L + PLOT_W, MARGIN_T);
+    if points().all(|p| !shown(p)) {
+        note(&mut out, left + PLOT_W / 2.0, top + PLOT_H / 2.0, "no data");
+    }
+    let lx = right + 14.0;
+    if hidden > 0 {
+        // Under the legend, in the right margin, where it cannot cover a point.
+        w(
+            &mut out,
+            format_args!(
+                "<text x=\"{lx:.2}\" y=\"{:.2}\" font-size=\"10\" fill=\"#888888\">{}\
+                 <tspan x=\"{lx:.2}\" dy=\"1.2em\">(log axis) not shown</tspan></text>\n",
+                top + PLOT_H - 14.0,
+                escape(&format!("{hidden} point(s) at x ≤ 0"))
+            ),
+        );
+    }
+    let max_rows = (PLOT_H / LEGEND_ROW).floor() as usize;
+    let listed = if plot.series.len() > max_rows {
+        max_rows - 1
+    } else {
+        plot.series.len()
+    };
+    for (i, series) in plot.series.iter().take(listed).enumerate() {
+        let y = top + 10.0 + i as f64 * LEGEND_ROW;
+        shape_marker(&mut out, i, lx + 8.0, y, "key");
+        w(
+            &mut out,
+            format_args!(
+                "<text x=\"{:.2}\" y=\"{y:.2}\" dy=\"0.35em\" font-size=\"11\" fill=\"#222222\">{}</text>\n",
+                lx + 20.0,
+                escape(&truncate(&series.name, LEGEND_MAX_CHARS))
+            ),
+        );
+    }
+    if listed < plot.series.len() {
+        w(
+            &mut out,
+            format_args!(
+                "<text x=\"{lx:.2}\" y=\"{:.2}\" dy=\"0.35em\" font-size=\"11\" fill=\"#666666\">+{} more</text>\n",
+                top + 10.0 + listed as f64 * LEGEND_ROW,
+                plot.series.len() - listed
+            ),
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// Writing into a `String` cannot fail, so the `fmt::Result` carries no information.
 fn w(out: &mut String, args: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(args);
@@ -358,86 +517,16 @@ fn render_panel(out: &mut String, panel: &Panel, y0: f64) {
     let ya = nice_axis(yl, yh);
     let px = |x: f64| MARGIN_L + xa.frac(x) * PLOT_W;
     let py = |y: f64| MARGIN_T + (1.0 - ya.frac(y)) * PLOT_H;
-    let (left, right, top, bottom) = (MARGIN_L, MARGIN_L + PLOT_W, MARGIN_T, MARGIN_T + PLOT_H);
+    let (left, right, top) = (MARGIN_L, MARGIN_L + PLOT_W, MARGIN_T);
 
     w(out, format_args!("<g transform=\"translate(0,{y0:.0})\">\n"));
-    w(
+    let x_ticks: Vec<(f64, String)> = xa.ticks.iter().map(|&t| (px(t), xa.label(t))).collect();
+    let y_ticks: Vec<(f64, String)> = ya.ticks.iter().map(|&t| (py(t), ya.label(t))).collect();
+    draw_frame(
         out,
-        format_args!(
-            "<text x=\"{left:.2}\" y=\"26\" font-size=\"15\" font-weight=\"bold\" fill=\"#222222\">{}</text>\n",
-            escape(&panel.title)
-        ),
-    );
-
-    // Grid first so that the frame and curves paint over it.
-    for &t in &xa.ticks {
-        let x = px(t);
-        w(
-            out,
-            format_args!(
-                "<line x1=\"{x:.2}\" y1=\"{top:.2}\" x2=\"{x:.2}\" y2=\"{bottom:.2}\" stroke=\"#e5e5e5\" stroke-width=\"1\"/>\n"
-            ),
-        );
-    }
-    for &t in &ya.ticks {
-        let y = py(t);
-        w(
-            out,
-            format_args!(
-                "<line x1=\"{left:.2}\" y1=\"{y:.2}\" x2=\"{right:.2}\" y2=\"{y:.2}\" stroke=\"#e5e5e5\" stroke-width=\"1\"/>\n"
-            ),
-        );
-    }
-    w(
-        out,
-        format_args!(
-            "<rect x=\"{left:.2}\" y=\"{top:.2}\" width=\"{PLOT_W:.2}\" height=\"{PLOT_H:.2}\" fill=\"none\" \
-             stroke=\"#555555\" stroke-width=\"1\"/>\n"
-        ),
-    );
-    for &t in &xa.ticks {
-        let x = px(t);
-        w(
-            out,
-            format_args!(
-                "<line x1=\"{x:.2}\" y1=\"{bottom:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#555555\" stroke-width=\"1\"/>\n\
-                 <text x=\"{x:.2}\" y=\"{:.2}\" font-size=\"11\" fill=\"#444444\" text-anchor=\"middle\">{}</text>\n",
-                bottom + 4.0,
-                bottom + 17.0,
-                escape(&xa.label(t))
-            ),
-        );
-    }
-    for &t in &ya.ticks {
-        let y = py(t);
-        w(
-            out,
-            format_args!(
-                "<line x1=\"{:.2}\" y1=\"{y:.2}\" x2=\"{left:.2}\" y2=\"{y:.2}\" stroke=\"#555555\" stroke-width=\"1\"/>\n\
-                 <text x=\"{:.2}\" y=\"{y:.2}\" dy=\"0.35em\" font-size=\"11\" fill=\"#444444\" text-anchor=\"end\">{}</text>\n",
-                left - 4.0,
-                left - 7.0,
-                escape(&ya.label(t))
-            ),
-        );
-    }
-    w(
-        out,
-        format_args!(
-            "<text x=\"{:.2}\" y=\"{:.2}\" font-size=\"12\" fill=\"#222222\" text-anchor=\"middle\">{}</text>\n",
-            left + PLOT_W / 2.0,
-            PANEL_H - 12.0,
-            escape(&panel.x_label)
-        ),
-    );
-    w(
-        out,
-        format_args!(
-            "<text transform=\"translate(18,{:.2}) rotate(-90)\" font-size=\"12\" fill=\"#222222\" \
-             text-anchor=\"middle\">{}</text>\n",
-            top + PLOT_H / 2.0,
-            escape(&panel.y_label)
-        ),
+        [&panel.title, &panel.x_label, &panel.y_label],
+        &x_ticks,
+        &y_ticks,
     );
 
     for (i, series) in panel.series.iter().enumerate() {
@@ -526,6 +615,90 @@ fn render_panel(out: &mut String, panel: &Panel, y0: f64) {
     out.push_str("</g>\n");
 }
 
+/// Title, grid, frame, labelled ticks (pixel position, label) and axis labels of one plot area.
+fn draw_frame(
+    out: &mut String,
+    [title, x_label, y_label]: [&str; 3],
+    x_ticks: &[(f64, String)],
+    y_ticks: &[(f64, String)],
+) {
+    let (left, right, top, bottom) = (MARGIN_L, MARGIN_L + PLOT_W, MARGIN_T, MARGIN_T + PLOT_H);
+    w(
+        out,
+        format_args!(
+            "<text x=\"{left:.2}\" y=\"26\" font-size=\"15\" font-weight=\"bold\" fill=\"#222222\">{}</text>\n",
+            escape(title)
+        ),
+    );
+
+    // Grid first so that the frame and curves paint over it.
+    for (x, _) in x_ticks {
+        w(
+            out,
+            format_args!(
+                "<line x1=\"{x:.2}\" y1=\"{top:.2}\" x2=\"{x:.2}\" y2=\"{bottom:.2}\" stroke=\"#e5e5e5\" stroke-width=\"1\"/>\n"
+            ),
+        );
+    }
+    for (y, _) in y_ticks {
+        w(
+            out,
+            format_args!(
+                "<line x1=\"{left:.2}\" y1=\"{y:.2}\" x2=\"{right:.2}\" y2=\"{y:.2}\" stroke=\"#e5e5e5\" stroke-width=\"1\"/>\n"
+            ),
+        );
+    }
+    w(
+        out,
+        format_args!(
+            "<rect x=\"{left:.2}\" y=\"{top:.2}\" width=\"{PLOT_W:.2}\" height=\"{PLOT_H:.2}\" fill=\"none\" \
+             stroke=\"#555555\" stroke-width=\"1\"/>\n"
+        ),
+    );
+    for (x, label) in x_ticks {
+        w(
+            out,
+            format_args!(
+                "<line x1=\"{x:.2}\" y1=\"{bottom:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#555555\" stroke-width=\"1\"/>\n\
+                 <text x=\"{x:.2}\" y=\"{:.2}\" font-size=\"11\" fill=\"#444444\" text-anchor=\"middle\">{}</text>\n",
+                bottom + 4.0,
+                bottom + 17.0,
+                escape(label)
+            ),
+        );
+    }
+    for (y, label) in y_ticks {
+        w(
+            out,
+            format_args!(
+                "<line x1=\"{:.2}\" y1=\"{y:.2}\" x2=\"{left:.2}\" y2=\"{y:.2}\" stroke=\"#555555\" stroke-width=\"1\"/>\n\
+                 <text x=\"{:.2}\" y=\"{y:.2}\" dy=\"0.35em\" font-size=\"11\" fill=\"#444444\" text-anchor=\"end\">{}</text>\n",
+                left - 4.0,
+                left - 7.0,
+                escape(label)
+            ),
+        );
+    }
+    w(
+        out,
+        format_args!(
+            "<text x=\"{:.2}\" y=\"{:.2}\" font-size=\"12\" fill=\"#222222\" text-anchor=\"middle\">{}</text>\n",
+            left + PLOT_W / 2.0,
+            PANEL_H - 12.0,
+            escape(x_label)
+        ),
+    );
+    w(
+        out,
+        format_args!(
+            "<text transform=\"translate(18,{:.2}) rotate(-90)\" font-size=\"12\" fill=\"#222222\" \
+             text-anchor=\"middle\">{}</text>\n",
+            top + PLOT_H / 2.0,
+            escape(y_label)
+        ),
+    );
+}
+
 fn style(i: usize) -> (&'static str, String) {
     let colour = PALETTE[i % PALETTE.len()];
     let dash = DASHES[(i / PALETTE.len()) % DASHES.len()];
@@ -535,6 +708,134 @@ fn style(i: usize) -> (&'static str, String) {
         format!(" stroke-dasharray=\"{dash}\"")
     };
     (colour, dash)
+}
+
+/// `(min, max)` of the values, or `None` when there are none.
+fn min_max(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| {
+        Some(acc.map_or((v, v), |(a, b): (f64, f64)| (a.min(v), b.max(v))))
+    })
+}
+
+/// A logarithmic axis over `[lo, hi]` (both > 0), in log10 units, widened to whole decades,
+/// with the tick labels in data units. Ticks are at 1, 2 and 5 × 10^k over a span of up to two
+/// decades, at every decade up to six, and at every n-th decade beyond.
+fn log_axis(lo: f64, hi: f64) -> (Axis, Vec<String>) {
+    let (lo, hi) = if lo > 0.0 && hi >= lo && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (1.0, 10.0)
+    };
+    let e0 = lo.log10().floor() as i32;
+    let e1 = (hi.log10().ceil() as i32).max(e0 + 1);
+    let decades = e1 - e0;
+    let (mantissas, every): (&[f64], i32) = if decades <= 2 {
+        (&[1.0, 2.0, 5.0], 1)
+    } else if decades <= 6 {
+        (&[1.0], 1)
+    } else {
+        (&[1.0], (decades + 5) / 6)
+    };
+    let mut ticks = Vec::new();
+    let mut labels = Vec::new();
+    for e in (e0..=e1).filter(|e| (e - e0) % every == 0) {
+        for &m in mantissas {
+            let v = m * 10f64.powi(e);
+            if v <= 10f64.powi(e1) * (1.0 + 1e-9) {
+                ticks.push(v.log10());
+                labels.push(log_label(m, e));
+            }
+        }
+    }
+    let axis = Axis {
+        lo: e0 as f64,
+        hi: e1 as f64,
+        step: 1.0,
+        ticks,
+        sci: false,
+    };
+    (axis, labels)
+}
+
+/// `m × 10^e` as plain decimals where that is short (0.001 … 10000), else as `me±k`.
+fn log_label(m: f64, e: i32) -> String {
+    if (-3..=4).contains(&e) {
+        let v = m * 10f64.powi(e);
+        trim_zeros(&format!("{v:.prec$}", prec = (-e).max(0) as usize))
+    } else {
+        format!("{m}e{e}")
+    }
+}
+
+/// Marker shapes for scatter series, cycled together with the palette: series `i` and `j < 30`
+/// apart never look the same.
+const SHAPES: usize = 6;
+
+/// A scatter marker of series `i` centred on (x, y); `class` tells data points from legend keys.
+fn shape_marker(out: &mut String, i: usize, x: f64, y: f64, class: &str) {
+    let colour = PALETTE[i % PALETTE.len()];
+    let paint = format!("class=\"{class}\" fill=\"{colour}\" stroke=\"#ffffff\" stroke-width=\"0.8\"");
+    let poly = |pts: &[(f64, f64)]| {
+        pts.iter()
+            .map(|(dx, dy)| format!("{:.2},{:.2}", x + dx, y + dy))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match i % SHAPES {
+        0 => w(
+            out,
+            format_args!("<circle cx=\"{x:.2}\" cy=\"{y:.2}\" r=\"4.5\" {paint}/>\n"),
+        ),
+        1 => w(
+            out,
+            format_args!(
+                "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"8\" height=\"8\" {paint}/>\n",
+                x - 4.0,
+                y - 4.0
+            ),
+        ),
+        2 => w(
+            out,
+            format_args!(
+                "<polygon points=\"{}\" {paint}/>\n",
+                poly(&[(0.0, -5.5), (5.0, 3.5), (-5.0, 3.5)])
+            ),
+        ),
+        3 => w(
+            out,
+            format_args!(
+                "<polygon points=\"{}\" {paint}/>\n",
+                poly(&[(0.0, -5.5), (5.5, 0.0), (0.0, 5.5), (-5.5, 0.0)])
+            ),
+        ),
+        4 => w(
+            out,
+            format_args!(
+                "<polygon points=\"{}\" {paint}/>\n",
+                poly(&[(0.0, 5.5), (5.0, -3.5), (-5.0, -3.5)])
+            ),
+        ),
+        _ => w(
+            out,
+            format_args!(
+                "<polygon points=\"{}\" {paint}/>\n",
+                poly(&[
+                    (-1.8, -5.0),
+                    (1.8, -5.0),
+                    (1.8, -1.8),
+                    (5.0, -1.8),
+                    (5.0, 1.8),
+                    (1.8, 1.8),
+                    (1.8, 5.0),
+                    (-1.8, 5.0),
+                    (-1.8, 1.8),
+                    (-5.0, 1.8),
+                    (-5.0, -1.8),
+                    (-1.8, -1.8),
+                ])
+            ),
+        ),
+    }
 }
 
 fn marker(out: &mut String, x: f64, y: f64, colour: &str) {
@@ -858,6 +1159,126 @@ mod tests {
             }
         }
         assert!(svg.contains(" more</text>"));
+    }
+
+    fn scatter(series: Vec<Series>, x_scale: XScale) -> Scatter {
+        Scatter {
+            title: "Dev accuracy vs. budget".into(),
+            x_label: "delta (% of base)".into(),
+            y_label: "accuracy".into(),
+            x_scale,
+            series,
+        }
+    }
+
+    fn circle_centres(svg: &str) -> Vec<(f64, f64)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            let i = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            tag[i..i + tag[i..].find('"').unwrap()].parse().unwrap()
+        };
+        svg.match_indices("<circle")
+            .map(|(i, _)| &svg[i..i + svg[i..].find('>').unwrap()])
+            .filter(|tag| tag.contains("class=\"point\""))
+            .map(|tag| (attr(tag, "cx"), attr(tag, "cy")))
+            .collect()
+    }
+
+    #[test]
+    fn scatter_draws_one_marker_per_point_and_a_legend() {
+        let svg = render_scatter_svg(&scatter(
+            vec![
+                series("pa-ffn", vec![(0.1, 0.6), (0.4, 0.65), (f64::NAN, 0.7)]),
+                series("lora", vec![(0.2, 0.62), (0.5, 0.61)]),
+            ],
+            XScale::Auto,
+        ));
+        assert_basic(&svg);
+        assert!(!svg.contains("log scale"), "a span of 5 stays linear");
+        assert!(!svg.contains("<polyline"), "points are not connected");
+        assert_eq!(svg.matches("class=\"point\"").count(), 4);
+        assert_eq!(svg.matches("class=\"key\"").count(), 2);
+        assert!(svg.contains(">pa-ffn<") && svg.contains(">lora<"));
+        let centres = circle_centres(&svg);
+        assert_eq!(centres.len(), 2, "series 0 uses circles, series 1 another shape");
+        for (x, y) in centres {
+            assert!((MARGIN_L..=MARGIN_L + PLOT_W).contains(&x));
+            assert!((MARGIN_T..=MARGIN_T + PLOT_H).contains(&y));
+        }
+        assert_eq!(
+            render_scatter_svg(&scatter(vec![series("a", vec![(1.0, 2.0)])], XScale::Auto)),
+            render_scatter_svg(&scatter(vec![series("a", vec![(1.0, 2.0)])], XScale::Auto))
+        );
+    }
+
+    #[test]
+    fn scatter_goes_logarithmic_over_a_factor_of_20_and_drops_non_positive_x() {
+        let pts = vec![(0.0, 0.5), (0.01, 0.55), (0.3, 0.6), (5.0, 0.7)];
+        let svg = render_scatter_svg(&scatter(vec![series("r", pts.clone())], XScale::Auto));
+        assert_basic(&svg);
+        assert!(svg.contains("delta (% of base) (log scale)"));
+        for label in [">0.01<", ">0.1<", ">1<", ">10<"] {
+            assert!(svg.contains(label), "missing tick {label}");
+        }
+        assert_eq!(svg.matches("class=\"point\"").count(), 3);
+        assert!(svg.contains("1 point(s) at x ≤ 0<tspan"));
+        // Equal spacing of decades: 0.01 → 0.1 → 1 → 10 over the plot width.
+        let centres = circle_centres(&svg);
+        let x_of = |v: f64| MARGIN_L + (v.log10() + 2.0) / 3.0 * PLOT_W;
+        for ((x, _), v) in centres.iter().zip([0.01, 0.3, 5.0]) {
+            assert!((x - x_of(v)).abs() < 0.01, "{x} vs {}", x_of(v));
+        }
+        let linear = render_scatter_svg(&scatter(vec![series("r", pts)], XScale::Linear));
+        assert!(!linear.contains("log scale") && linear.matches("class=\"point\"").count() == 4);
+        // A forced log axis over less than a decade still gets labelled ticks.
+        let narrow = render_scatter_svg(&scatter(
+            vec![series("r", vec![(2.0, 1.0), (3.0, 2.0)])],
+            XScale::Log,
+        ));
+        assert_basic(&narrow);
+        for label in [">1<", ">2<", ">5<", ">10<"] {
+            assert!(narrow.contains(label), "missing tick {label}");
+        }
+    }
+
+    #[test]
+    fn log_axis_labels_and_ticks() {
+        assert_eq!(log_label(1.0, -2), "0.01");
+        assert_eq!(log_label(5.0, -3), "0.005");
+        assert_eq!(log_label(2.0, 0), "2");
+        assert_eq!(log_label(1.0, 4), "10000");
+        assert_eq!(log_label(1.0, 6), "1e6");
+        assert_eq!(log_label(5.0, -5), "5e-5");
+        let (a, labels) = log_axis(1e-6, 1e6);
+        assert_eq!((a.lo, a.hi), (-6.0, 6.0));
+        assert!(labels.len() <= 8, "{labels:?}");
+        assert!(a.ticks.windows(2).all(|p| p[0] < p[1]));
+        let (a, _) = log_axis(0.0, f64::NAN);
+        assert!(a.lo < a.hi);
+    }
+
+    #[test]
+    fn scatter_degenerate_inputs_and_many_series() {
+        for plot in [
+            scatter(vec![], XScale::Auto),
+            scatter(vec![series("nan", vec![(f64::NAN, 1.0)])], XScale::Auto),
+            scatter(vec![series("zero", vec![(0.0, 1.0)])], XScale::Log),
+        ] {
+            let svg = render_scatter_svg(&plot);
+            assert_basic(&svg);
+            assert!(svg.contains("no data"));
+        }
+        let many: Vec<Series> = (0..25)
+            .map(|i| series(&format!("s{i}"), vec![(i as f64, 1.0)]))
+            .collect();
+        let svg = render_scatter_svg(&scatter(many, XScale::Linear));
+        assert_basic(&svg);
+        assert!(svg.contains(" more</text>"));
+        let looks: Vec<(usize, usize)> = (0..30).map(|i| (i % PALETTE.len(), i % SHAPES)).collect();
+        for i in 0..looks.len() {
+            for j in 0..i {
+                assert_ne!(looks[i], looks[j]);
+            }
+        }
     }
 
     #[test]

@@ -592,7 +592,13 @@ mod tests {
                 labels: vec!["a".into(), "b".into()],
             },
         );
-        let tm = TaskModel::new(&model, &petl_methods::preset("bitfit")?, spec, petl_models::Pooling::Cls, 3)?;
+        let tm = TaskModel::new(
+            &model,
+            &petl_methods::preset("bitfit")?,
+            spec,
+            petl_models::Pooling::Cls,
+            3,
+        )?;
         let data: Vec<Encoded> = (0..8)
             .map(|i| Encoded {
                 input_ids: (0..(3 + i % 4))
