@@ -535,12 +535,11 @@ impl DeltaSpec {
                 }
             }
             (Form::Bias {} | Form::Dense {}, Site::Params) => plain("a parameter delta")?,
-            (Form::Prompt { length }, Site::Embeddings) => {
+            (Form::Prompt { .. }, Site::Embeddings) => {
                 plain("a prompt")?;
                 if self.layers != Layers::All {
                     return Err("a prompt is prepended once, before the first layer; drop `layers`".into());
                 }
-                let _ = length;
             }
             (form, site) => {
                 return Err(format!(
@@ -561,16 +560,15 @@ impl DeltaSpec {
                 return Err("the weights site lists no projection".into());
             }
         }
-        if self.composition == Composition::Gated
-            && matches!(
-                self.form,
-                Form::Prefix {
-                    explicit_gate: true,
-                    ..
-                }
-            )
-        {
-            // Fine: the explicit form of the same gate.
+        let explicit = matches!(
+            self.form,
+            Form::Prefix {
+                explicit_gate: true,
+                ..
+            }
+        );
+        if explicit && self.composition != Composition::Gated {
+            return Err("explicit_gate computes the gated composition; set composition = \"gated\"".into());
         }
         Ok(())
     }

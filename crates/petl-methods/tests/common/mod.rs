@@ -1,7 +1,7 @@
 //! Shared fixtures: the tiny random BERT of petl-models' parity tests and small batches.
 #![allow(dead_code)]
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use petl_methods::{Delta, Form, Method};
 use petl_models::{
     ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, ParamStore, Pooling,
@@ -88,8 +88,4 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
-}
-
-pub fn values(v: &Var) -> Vec<f32> {
-    v.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
