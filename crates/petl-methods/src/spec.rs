@@ -487,6 +487,10 @@ impl DeltaSpec {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout {} is not in [0, 1)", self.dropout));
         }
+        let has_network = matches!(self.form, Form::Bottleneck { .. } | Form::LowRank { .. });
+        if self.dropout > 0.0 && !has_network {
+            return Err("dropout applies to bottleneck and low-rank forms only".into());
+        }
         if let Some(0) = self.form.bottleneck() {
             return Err("the bottleneck size (r or length) must be at least 1".into());
         }
@@ -687,5 +691,9 @@ mod tests {
             }],
         };
         assert!(m.validate(&shape()).unwrap_err().to_string().contains("layer 7"));
+        let mut m = m;
+        m.deltas[0].layers = Layers::All;
+        m.deltas[0].dropout = 0.1;
+        assert!(m.validate(&shape()).unwrap_err().to_string().contains("dropout"));
     }
 }
