@@ -109,7 +109,7 @@ fn cases() -> Vec<(&'static str, Method)> {
 
 /// Central differences of the loss against backprop for the largest-gradient entries of each
 /// delta tensor (head excluded: the foundation tests cover it).
-fn check_gradients(label: &str, model: &EncoderModel, built: &Built) -> usize {
+fn check_gradients(label: &str, model: &EncoderModel, built: &Built, pick: impl Fn(&str) -> bool) -> usize {
     let grads = built.loss(model).backward().unwrap();
     let loss = || built.loss(model).to_scalar::<f32>().unwrap() as f64;
     // Small enough not to straddle a ReLU kink, large enough for f32 round-off in the loss.
@@ -119,7 +119,7 @@ fn check_gradients(label: &str, model: &EncoderModel, built: &Built) -> usize {
         .store
         .iter()
         .map(|(n, _)| n.to_string())
-        .filter(|n| n.starts_with("delta") || n.ends_with(".bias") && n.starts_with("encoder.layer.1"))
+        .filter(|n| pick(n))
         .collect();
     assert!(!names.is_empty(), "{label}: nothing to check");
     for name in names {
@@ -182,9 +182,31 @@ fn gradients_match_finite_differences_for_every_form_and_composition() {
                     .unwrap();
             }
         }
-        total += check_gradients(label, &model, &built);
+        let pick =
+            |n: &str| n.starts_with("delta") || n.ends_with(".bias") && n.starts_with("encoder.layer.1");
+        total += check_gradients(label, &model, &built, pick);
     }
     assert!(total >= 60, "{total} entries checked");
+}
+
+/// Full fine-tuning as a dense diff: backprop through the whole encoder (embeddings, attention,
+/// GELU, LayerNorm) and the head agrees with finite differences for every kind of tensor.
+#[test]
+fn dense_diff_gradients_match_finite_differences() {
+    let model = tiny();
+    let built = build(&model, &method(vec![spec(Form::Dense {}, Site::Params)]), 5);
+    let names = [
+        "embeddings.word_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.0.attention.self.key.bias",
+        "encoder.layer.1.attention.output.dense.weight",
+        "encoder.layer.1.intermediate.dense.bias",
+        "encoder.layer.1.output.LayerNorm.bias",
+        "classifier.weight",
+    ];
+    let checked = check_gradients("dense", &model, &built, |n| names.contains(&n));
+    assert_eq!(checked, 2 * names.len());
 }
 
 #[test]
