@@ -78,7 +78,7 @@ impl PrefixBank {
                 let lin = |fan_in: usize| Init::Uniform {
                     bound: 1.0 / (fan_in as f64).sqrt(),
                 };
-                Source::Mlp {
+                let mlp = Source::Mlp {
                     embedding: store.create(
                         &name("embedding"),
                         &[length, width],
@@ -92,7 +92,13 @@ impl PrefixBank {
                         store.create(&name("out.weight"), &[rows, h], lin(h))?,
                         store.create(&name("out.bias"), &[rows], lin(h))?,
                     ),
+                };
+                if spec.init == InitScheme::Lora {
+                    if let Source::Mlp { out, .. } = &mlp {
+                        zero_value_rows(out, layers.len(), width)?;
+                    }
                 }
+                mlp
             }
             None => {
                 let (k_init, v_init) = match spec.init {
@@ -207,6 +213,19 @@ impl PrefixBank {
     }
 }
 
+/// Zeroes the rows of a generator's output layer that produce values, so P_v = 0 and the delta
+/// starts at exactly zero: LoRA's initialisation, with P_v as the up-projection (He et al.
+/// Eq. 10 writes W_2 = P_v).
+fn zero_value_rows((weight, bias): &(Var, Var), layers: usize, width: usize) -> Result<()> {
+    let keep: Vec<f32> = (0..layers)
+        .flat_map(|_| std::iter::repeat_n(1f32, width).chain(std::iter::repeat_n(0f32, width)))
+        .collect();
+    let keep = Tensor::from_vec(keep, layers * 2 * width, weight.device())?;
+    weight.set(&weight.as_tensor().broadcast_mul(&keep.unsqueeze(1)?)?)?;
+    bias.set(&(bias.as_tensor() * &keep)?)?;
+    Ok(())
+}
+
 fn flat_names(index: usize, layer: usize) -> [String; 2] {
     [
         format!("delta{index}.layer{layer}.prefix.keys"),
@@ -254,16 +273,13 @@ impl HeadsDelta {
         let Some((pk, pv)) = self.bank.per_head(layer, batch)? else {
             return Ok(heads);
         };
-        let logits = site.query.matmul(&pk.t()?)?;
+        // Scaled like the context logits: for softmax, so the gate below is exactly the share
+        // of probability mass the prefix would take in a joint softmax; for ReLU, because He et
+        // al.'s unscaled logits make Δh tens of times larger than the head outputs on MiniLM
+        // and the model stops learning (docs/results-design-space.md).
+        let logits = (site.query.matmul(&pk.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
         let delta_and_logits = match self.activation {
-            PrefixActivation::Softmax => {
-                // Scaled like the context logits, so the gate below is exactly the share of
-                // probability mass the prefix would take in a joint softmax.
-                let scaled = (logits * (1.0 / (head_dim as f64).sqrt()))?;
-                let p = petl_ops::softmax_last_dim(&scaled)?;
-                (p.matmul(&pv)?, scaled)
-            }
-            // He et al.'s code uses the pretrained query unscaled here.
+            PrefixActivation::Softmax => (petl_ops::softmax_last_dim(&logits)?.matmul(&pv)?, logits),
             PrefixActivation::Relu => (logits.relu()?.matmul(&pv)?, logits),
         };
         let (delta, logits) = delta_and_logits;

@@ -206,9 +206,13 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mh-pa",
-        summary: "multi-head parallel adapter: ReLU prefix attention per head, r=200, added (Table 4)",
+        summary: "multi-head parallel adapter: ReLU prefix attention per head, r=200, added, P_v=0 at init (Table 4)",
         build: || {
             vec![DeltaSpec {
+                // He et al.'s generator starts with P_v ≠ 0, which on MiniLM swamps the heads
+                // and does not train (see docs/results-design-space.md); zero values start it
+                // at the base model, as LoRA initialisation does for the other forms.
+                init: InitScheme::Lora,
                 form: Form::Prefix {
                     length: 200,
                     activation: PrefixActivation::Relu,
