@@ -155,11 +155,6 @@ impl Delta {
         &self.method
     }
 
-    /// Number of scalar base parameters this delta replaces (BitFit, dense diffs).
-    pub fn num_replaced(&self) -> usize {
-        self.params.values().map(|v| v.elem_count()).sum()
-    }
-
     /// What an artifact stores of `store`: every parameter except prefix generators, plus the
     /// prefixes those generators produce now, under the names a flat prefix uses. Load it with
     /// [`Method::ejected`].

@@ -420,14 +420,6 @@ impl Method {
         d.deserialize_any(V)
     }
 
-    /// A method with no deltas (only the head trains).
-    pub fn head_only() -> Self {
-        Self {
-            name: "head-only".into(),
-            deltas: Vec::new(),
-        }
-    }
-
     /// Checks every delta against the design space's rules and the model's dimensions.
     pub fn validate(&self, shape: &ModelShape) -> Result<(), SpecError> {
         let mut param_forms = 0;
