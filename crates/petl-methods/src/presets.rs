@@ -4,7 +4,7 @@
 
 use crate::error::{MethodError, Result};
 use crate::spec::{
-    AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Layers, Method,
+    AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
     PrefixActivation, Scale, Site,
 };
 use petl_models::Proj;
@@ -32,22 +32,10 @@ impl Preset {
 /// The prefix generator's hidden width in He et al.'s scripts (`--mid_dim 800`).
 const PREFIX_MLP: usize = 800;
 
-fn delta(form: Form, site: Site) -> DeltaSpec {
-    DeltaSpec {
-        form,
-        site,
-        insertion: Insertion::Parallel,
-        composition: Composition::Add,
-        layers: Layers::All,
-        init: InitScheme::Bert,
-        dropout: 0.0,
-    }
-}
-
 fn prefix(length: usize, reparam: Option<usize>) -> DeltaSpec {
     DeltaSpec {
         composition: Composition::Gated,
-        ..delta(
+        ..DeltaSpec::new(
             Form::Prefix {
                 length,
                 activation: PrefixActivation::Softmax,
@@ -63,7 +51,7 @@ fn prefix(length: usize, reparam: Option<usize>) -> DeltaSpec {
 fn adapter(r: usize, site: Site, insertion: Insertion) -> DeltaSpec {
     DeltaSpec {
         insertion,
-        ..delta(
+        ..DeltaSpec::new(
             Form::Bottleneck {
                 r,
                 activation: AdapterActivation::Relu,
@@ -89,7 +77,7 @@ fn lora(r: usize, s: f64, projs: Vec<Proj>, dropout: f64) -> DeltaSpec {
         composition: Composition::Scaled(Scale::Fixed(s)),
         init: InitScheme::Lora,
         dropout,
-        ..delta(Form::LowRank { r }, Site::Weights(projs))
+        ..DeltaSpec::new(Form::LowRank { r }, Site::Weights(projs))
     }
 }
 
@@ -98,7 +86,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "full",
         summary: "full fine-tuning: every base parameter trains (a dense diff)",
-        build: || vec![delta(Form::Dense {}, Site::Params)],
+        build: || vec![DeltaSpec::new(Form::Dense {}, Site::Params)],
     },
     Preset {
         name: "head-only",
@@ -108,12 +96,12 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "bitfit",
         summary: "BitFit: all bias terms, LayerNorm biases included (Ben Zaken et al.)",
-        build: || vec![delta(Form::Bias {}, Site::Params)],
+        build: || vec![DeltaSpec::new(Form::Bias {}, Site::Params)],
     },
     Preset {
         name: "prompt",
         summary: "prompt tuning: l=200 vectors prepended to the input embeddings",
-        build: || vec![delta(Form::Prompt { length: 200 }, Site::Embeddings)],
+        build: || vec![DeltaSpec::new(Form::Prompt { length: 200 }, Site::Embeddings)],
     },
     Preset {
         name: "prefix",
@@ -239,7 +227,7 @@ pub const PRESETS: &[Preset] = &[
         name: "ia3",
         summary: "IA³: learned scaling of keys, values and the FFN inner activation (Liu et al.)",
         build: || {
-            vec![delta(
+            vec![DeltaSpec::new(
                 Form::Scaling {
                     scale_input: vec![Proj::FfnDown],
                 },

@@ -464,6 +464,21 @@ impl Method {
 }
 
 impl DeltaSpec {
+    /// `form` at `site` with every other dimension at its default: parallel insertion, added,
+    /// all layers, BERT initialisation, no dropout (what a config file that names only `form`
+    /// and `site` gives).
+    pub fn new(form: Form, site: Site) -> Self {
+        Self {
+            form,
+            site,
+            insertion: Insertion::default(),
+            composition: Composition::default(),
+            layers: Layers::default(),
+            init: InitScheme::default(),
+            dropout: 0.0,
+        }
+    }
+
     fn validate(&self, shape: &ModelShape) -> Result<(), String> {
         let blocks = shape.num_blocks();
         if let Layers::Only(list) = &self.layers {

@@ -6,22 +6,10 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::{batch, build, max_abs_diff, tiny, Built};
 use petl_methods::{
-    merge_into, AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Layers,
-    Method, PrefixActivation, Scale, Site,
+    merge_into, AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
+    PrefixActivation, Scale, Site,
 };
 use petl_models::{EncoderModel, ForwardCtx, Proj};
-
-fn spec(form: Form, site: Site) -> DeltaSpec {
-    DeltaSpec {
-        form,
-        site,
-        insertion: Insertion::Parallel,
-        composition: Composition::Add,
-        layers: Layers::All,
-        init: InitScheme::Bert,
-        dropout: 0.0,
-    }
-}
 
 fn bottleneck(norm: AdapterNorm) -> Form {
     Form::Bottleneck {
@@ -54,20 +42,20 @@ fn cases() -> Vec<(&'static str, Method)> {
     let gelu_seq_attn = DeltaSpec {
         insertion: Insertion::Sequential,
         composition: Composition::Scaled(Scale::Fixed(1.5)),
-        ..spec(bottleneck(AdapterNorm::In), Site::Attention)
+        ..DeltaSpec::new(bottleneck(AdapterNorm::In), Site::Attention)
     };
     let gated_ffn = DeltaSpec {
         composition: Composition::Gated,
-        ..spec(bottleneck(AdapterNorm::Out), Site::Ffn)
+        ..DeltaSpec::new(bottleneck(AdapterNorm::Out), Site::Ffn)
     };
     let learned = DeltaSpec {
         composition: Composition::Scaled(Scale::Learned),
-        ..spec(
+        ..DeltaSpec::new(
             Form::LowRank { r: 2 },
             Site::Weights(vec![Proj::Query, Proj::FfnDown]),
         )
     };
-    let ia3 = spec(
+    let ia3 = DeltaSpec::new(
         Form::Scaling {
             scale_input: vec![Proj::FfnDown],
         },
@@ -75,15 +63,15 @@ fn cases() -> Vec<(&'static str, Method)> {
     );
     let prefix_gated = DeltaSpec {
         composition: Composition::Gated,
-        ..spec(prefix(PrefixActivation::Softmax, Some(5), false), Site::Heads)
+        ..DeltaSpec::new(prefix(PrefixActivation::Softmax, Some(5), false), Site::Heads)
     };
     let prefix_explicit = DeltaSpec {
         composition: Composition::Gated,
-        ..spec(prefix(PrefixActivation::Softmax, None, true), Site::Heads)
+        ..DeltaSpec::new(prefix(PrefixActivation::Softmax, None, true), Site::Heads)
     };
     let mh_pa = DeltaSpec {
         composition: Composition::Scaled(Scale::Learned),
-        ..spec(prefix(PrefixActivation::Relu, None, false), Site::Heads)
+        ..DeltaSpec::new(prefix(PrefixActivation::Relu, None, false), Site::Heads)
     };
     vec![
         (
@@ -101,9 +89,9 @@ fn cases() -> Vec<(&'static str, Method)> {
         ("multi-head PA, learned scale", method(vec![mh_pa])),
         (
             "prompt",
-            method(vec![spec(Form::Prompt { length: 2 }, Site::Embeddings)]),
+            method(vec![DeltaSpec::new(Form::Prompt { length: 2 }, Site::Embeddings)]),
         ),
-        ("bias", method(vec![spec(Form::Bias {}, Site::Params)])),
+        ("bias", method(vec![DeltaSpec::new(Form::Bias {}, Site::Params)])),
     ]
 }
 
@@ -194,7 +182,11 @@ fn gradients_match_finite_differences_for_every_form_and_composition() {
 #[test]
 fn dense_diff_gradients_match_finite_differences() {
     let model = tiny();
-    let built = build(&model, &method(vec![spec(Form::Dense {}, Site::Params)]), 5);
+    let built = build(
+        &model,
+        &method(vec![DeltaSpec::new(Form::Dense {}, Site::Params)]),
+        5,
+    );
     let names = [
         "embeddings.word_embeddings.weight",
         "embeddings.LayerNorm.weight",
@@ -214,11 +206,11 @@ fn prefix_tuning_equals_its_gated_adapter_form() {
     let model = tiny();
     let concat = method(vec![DeltaSpec {
         composition: Composition::Gated,
-        ..spec(prefix(PrefixActivation::Softmax, None, false), Site::Heads)
+        ..DeltaSpec::new(prefix(PrefixActivation::Softmax, None, false), Site::Heads)
     }]);
     let explicit = method(vec![DeltaSpec {
         composition: Composition::Gated,
-        ..spec(prefix(PrefixActivation::Softmax, None, true), Site::Heads)
+        ..DeltaSpec::new(prefix(PrefixActivation::Softmax, None, true), Site::Heads)
     }]);
     let a = build(&model, &concat, 21);
     let b = build(&model, &explicit, 99);
@@ -236,7 +228,7 @@ fn prefix_tuning_equals_its_gated_adapter_form() {
         "the prefix must change the output for the test to mean anything"
     );
     // Removing the gate (h + Δh) is a different function.
-    let ungated = method(vec![spec(
+    let ungated = method(vec![DeltaSpec::new(
         prefix(PrefixActivation::Softmax, None, false),
         Site::Heads,
     )]);
@@ -251,18 +243,18 @@ fn merged_lora_and_ia3_compute_the_same_function_and_unmerge_exactly() {
     let lora = DeltaSpec {
         composition: Composition::Scaled(Scale::Fixed(2.0)),
         init: InitScheme::Bert,
-        ..spec(
+        ..DeltaSpec::new(
             Form::LowRank { r: 4 },
             Site::Weights(vec![Proj::Query, Proj::Value, Proj::FfnUp]),
         )
     };
-    let ia3 = spec(
+    let ia3 = DeltaSpec::new(
         Form::Scaling {
             scale_input: vec![Proj::FfnDown],
         },
         Site::Weights(vec![Proj::Key, Proj::FfnDown]),
     );
-    let adapter = spec(bottleneck(AdapterNorm::None), Site::Ffn);
+    let adapter = DeltaSpec::new(bottleneck(AdapterNorm::None), Site::Ffn);
     let built = build(&model, &method(vec![lora, ia3, adapter]), 5);
     for (name, var) in built.store.iter() {
         if name.ends_with(".scale") {
