@@ -132,20 +132,26 @@ pub struct EncoderConfig {
     pub num_labels: Option<usize>,
 }
 
+/// Reads `path` and parses it with `parse`, naming the file in a JSON error (parsers only know
+/// the text).
+pub(crate) fn read_config_file<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ModelError::Json { source, .. } => ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })
+}
+
 impl EncoderConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text).map_err(|e| match e {
-            ModelError::Json { source, .. } => ModelError::Json {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        read_config_file(path, Self::from_json)
     }
 
     /// Parses and validates the text of a `config.json`.

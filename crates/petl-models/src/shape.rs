@@ -76,17 +76,7 @@ impl ModelShape {
     /// Reads a Hugging Face `config.json` of any architecture petl knows the shape of:
     /// BERT-family encoders, BART/mBART encoder-decoders and Llama-family decoders.
     pub fn from_config_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_config_json(&text).map_err(|e| match e {
-            ModelError::Json { source, .. } => ModelError::Json {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
-        })
+        crate::config::read_config_file(path, Self::from_config_json)
     }
 
     /// Parses the text of a `config.json`.
