@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `artifact.json` | [`ArtifactMeta`]: format version, method, task, base fingerprint, parameter counts |
 //! | `weights.safetensors` | the trainable tensors under their checkpoint names (HF key layout) |
+//! | `diff.sparse` | diff pruning only: the sparse diff (format: `docs/sparse-diff-format.md`) |
 //!
 //! Both are written to a temporary sibling and renamed into place, so a crash never leaves a
 //! half-written file where a complete one was.
@@ -16,7 +17,7 @@ mod atomic;
 mod meta;
 
 pub use atomic::{write_atomic, write_json_atomic, write_safetensors_atomic};
-pub use meta::{ArtifactMeta, FORMAT_VERSION, OLDEST_READABLE_VERSION};
+pub use meta::{ArtifactMeta, SparseDiffMeta, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 
 use candle_core::{Device, Tensor};
 use petl_models::Fingerprint;
@@ -75,6 +76,15 @@ pub enum ArtifactError {
         /// Version this build reads.
         supported: u32,
     },
+    /// The sparse diff file is corrupt, truncated or of an unknown version.
+    #[error("invalid sparse diff {path}: {source}")]
+    BadSparse {
+        /// The file.
+        path: PathBuf,
+        /// What the reader found.
+        #[source]
+        source: petl_sparse::SparseError,
+    },
     /// Serialising tensors failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -85,6 +95,8 @@ pub type Result<T> = std::result::Result<T, ArtifactError>;
 
 const META_FILE: &str = "artifact.json";
 const WEIGHTS_FILE: &str = "weights.safetensors";
+/// The sparse diff file of diff-pruning artifacts.
+pub const SPARSE_FILE: &str = "diff.sparse";
 
 /// Writes an artifact directory (created if missing). Weights go first and metadata last, so
 /// a directory with a readable `artifact.json` always has the weights it describes.
@@ -95,6 +107,53 @@ pub fn save(dir: &Path, meta: &ArtifactMeta, tensors: &BTreeMap<String, Tensor>)
     })?;
     write_safetensors_atomic(&dir.join(WEIGHTS_FILE), tensors)?;
     write_json_atomic(&dir.join(META_FILE), meta)
+}
+
+/// Encodes `diff` with values in `dtype` and writes it into artifact directory `dir`
+/// atomically; returns what [`save`]'s metadata should record and the size report. Write it
+/// before the metadata, as [`save`] does the weights.
+pub fn save_sparse(
+    dir: &Path,
+    diff: &petl_sparse::SparseDiff,
+    dtype: petl_sparse::ValueDType,
+) -> Result<(SparseDiffMeta, petl_sparse::SizeReport)> {
+    let path = dir.join(SPARSE_FILE);
+    std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let encoded = petl_sparse::encode(diff, dtype).map_err(|source| ArtifactError::BadSparse {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, &encoded.bytes)?;
+    let meta = SparseDiffMeta {
+        file: SPARSE_FILE.to_string(),
+        nnz: diff.nnz(),
+        value_dtype: dtype,
+        bytes: encoded.bytes.len() as u64,
+    };
+    Ok((meta, encoded.report))
+}
+
+/// Reads the sparse diff an artifact's metadata names, if it names one.
+pub fn load_sparse(dir: &Path, meta: &ArtifactMeta) -> Result<Option<petl_sparse::Decoded>> {
+    let Some(sparse) = &meta.sparse_diff else {
+        return Ok(None);
+    };
+    if sparse.file.contains(['/', '\\']) || sparse.file.starts_with('.') {
+        return Err(ArtifactError::BadMeta {
+            path: dir.join(META_FILE),
+            message: format!("sparse diff file name {:?} is not a plain file name", sparse.file),
+        });
+    }
+    let path = dir.join(&sparse.file);
+    let bytes = std::fs::read(&path).map_err(|source| ArtifactError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let decoded = petl_sparse::decode(&bytes).map_err(|source| ArtifactError::BadSparse { path, source })?;
+    Ok(Some(decoded))
 }
 
 /// Reads an artifact's metadata, checking its format version.
@@ -169,6 +228,7 @@ mod tests {
             trainable_params: 4,
             stored_params: 4,
             base_params: 100,
+            sparse_diff: None,
         }
     }
 

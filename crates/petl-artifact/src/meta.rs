@@ -2,9 +2,10 @@ use petl_models::{Fingerprint, Pooling};
 use serde::{Deserialize, Serialize};
 
 /// The artifact format this build writes and reads. Bumped on any incompatible change.
-/// Version 2 records the full method configuration; version 1 recorded a method name, which
-/// still reads as the preset of that name.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3 may hold a sparse diff file (diff pruning); version 2 records the full method
+/// configuration; version 1 recorded a method name, which still reads as the preset of that
+/// name.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -38,4 +39,21 @@ pub struct ArtifactMeta {
     pub stored_params: usize,
     /// Scalar parameters of the base model.
     pub base_params: usize,
+    /// The sparse diff file, for methods that store one (diff pruning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_diff: Option<SparseDiffMeta>,
+}
+
+/// What `artifact.json` says about the artifact's sparse diff file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseDiffMeta {
+    /// File name inside the artifact directory.
+    pub file: String,
+    /// Changed entries.
+    pub nnz: u64,
+    /// Precision of the stored values.
+    pub value_dtype: petl_sparse::ValueDType,
+    /// Size of the file.
+    pub bytes: u64,
 }

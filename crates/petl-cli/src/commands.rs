@@ -166,6 +166,7 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
             task: task_source(&a.task)?,
             method: petl::methods::preset("full")?,
             pooling: Pooling::Cls,
+            init: None,
             train: TrainConfig::default(),
         },
     };
@@ -237,6 +238,7 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
         },
         method: parse_method(&a.method)?,
         pooling: Pooling::Cls,
+        init: None,
         train: TrainConfig {
             epochs: 4,
             batch_size: 8,

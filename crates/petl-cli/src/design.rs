@@ -39,6 +39,18 @@ fn coordinates(d: &DeltaSpec) -> String {
         Form::Scaling { .. } => "scaling".into(),
         Form::Bias {} => "bias".into(),
         Form::Dense {} => "dense".into(),
+        Form::Diff { l0, projection } => {
+            let gates = match l0 {
+                Some(g) => format!(" l0 groups={:?}", g.groups).to_lowercase(),
+                None => String::new(),
+            };
+            let keep = projection
+                .as_ref()
+                .map(|p| format!(" keep={}%", p.density * 100.0))
+                .unwrap_or_default();
+            format!("diff{gates}{keep}")
+        }
+        Form::SparseDiff {} => "sparse diff".into(),
         Form::Prompt { length } => format!("prompt l={length}"),
     };
     let composition = match d.composition {
@@ -48,7 +60,12 @@ fn coordinates(d: &DeltaSpec) -> String {
         Composition::Gated => "gated".into(),
     };
     let insertion = match d.form {
-        Form::Bias {} | Form::Dense {} | Form::Prompt { .. } | Form::Scaling { .. } => "-",
+        Form::Bias {}
+        | Form::Dense {}
+        | Form::Diff { .. }
+        | Form::SparseDiff {}
+        | Form::Prompt { .. }
+        | Form::Scaling { .. } => "-",
         _ => match d.insertion {
             petl::methods::Insertion::Sequential => "sequential",
             petl::methods::Insertion::Parallel => "parallel",

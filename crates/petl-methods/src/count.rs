@@ -87,6 +87,21 @@ impl DeltaSpec {
         let attention: usize = slots.attention_by_kind.iter().sum();
         match &self.form {
             Form::Dense {} => ParamCount::same(shape.base_params),
+            Form::Diff { l0, projection } => {
+                let trainable = match l0 {
+                    Some(g) if g.groups != crate::diff::GroupGates::None => {
+                        2 * shape.base_params + shape.base_tensors
+                    }
+                    Some(_) => 2 * shape.base_params,
+                    None => shape.base_params,
+                };
+                let stored = projection
+                    .as_ref()
+                    .map_or(trainable, |p| p.keep_count(shape.base_params));
+                ParamCount { trainable, stored }
+            }
+            // Its size is the artifact's nonzero count, which the shape cannot know.
+            Form::SparseDiff {} => ParamCount::default(),
             Form::Bias {} => {
                 let n = if slots.blocks == shape.num_blocks() {
                     shape.bias_params

@@ -1,11 +1,14 @@
 //! A built method: the trainable tensors of every delta, wired to the model's hook points.
 
-use crate::error::Result;
+use crate::diff::delta::{selected_params, DiffDelta};
+use crate::diff::{DenseDiff, Penalty};
+use crate::error::{MethodError, Result};
 use crate::prefix::{HeadsDelta, PrefixBank};
 use crate::site::{SiteDelta, Widths};
 use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
 use candle_core::{Tensor, Var};
 use petl_models::{EncoderModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
+use petl_sparse::SparseDiff;
 use std::collections::BTreeMap;
 
 /// The [`Hooks`] implementation of a [`Method`] on one model: every delta's trainable tensors
@@ -23,11 +26,24 @@ pub struct Delta {
     /// Prefixes concatenated to keys and values.
     kv_banks: Vec<PrefixBank>,
     heads: Vec<HeadsDelta>,
+    /// A diff on base parameters (diff pruning).
+    diff: Option<DiffDelta>,
 }
 
 impl Delta {
     /// Validates `method` against `model` and creates its parameters in `store`.
     pub fn build(method: &Method, model: &EncoderModel, store: &mut ParamStore) -> Result<Self> {
+        Self::build_with_diff(method, model, store, None)
+    }
+
+    /// As [`Delta::build`], with the positions and starting values of a
+    /// [`Form::SparseDiff`] delta (read from an artifact or produced by a projection).
+    pub fn build_with_diff(
+        method: &Method,
+        model: &EncoderModel,
+        store: &mut ParamStore,
+        sparse: Option<&SparseDiff>,
+    ) -> Result<Self> {
         method.validate(&model.shape())?;
         let mut delta = Self {
             method: method.clone(),
@@ -38,9 +54,10 @@ impl Delta {
             sublayers: BTreeMap::new(),
             kv_banks: Vec::new(),
             heads: Vec::new(),
+            diff: None,
         };
         for (index, spec) in method.deltas.iter().enumerate() {
-            delta.add(index, spec, model, store)?;
+            delta.add(index, spec, model, store, sparse)?;
         }
         Ok(delta)
     }
@@ -51,6 +68,7 @@ impl Delta {
         spec: &DeltaSpec,
         model: &EncoderModel,
         store: &mut ParamStore,
+        sparse: Option<&SparseDiff>,
     ) -> Result<()> {
         let c = model.config();
         let (d, m) = (c.hidden_size, c.intermediate_size);
@@ -61,17 +79,24 @@ impl Delta {
             _ => (d, d),
         };
         match (&spec.form, &spec.site) {
+            (Form::Diff { l0, .. }, _) => {
+                self.diff = Some(DiffDelta::dense(k, l0.as_ref(), &spec.layers, model, store)?);
+            }
+            (Form::SparseDiff {}, _) => {
+                let diff = sparse.ok_or_else(|| {
+                    MethodError::Model(petl_models::ModelError::BadInput(
+                        "a sparse diff needs its positions: load it from an artifact or a projection".into(),
+                    ))
+                })?;
+                self.diff = Some(DiffDelta::sparse(k, diff, model, store)?);
+            }
             (Form::Bias {} | Form::Dense {}, _) => {
-                for (name, base) in model.base_params() {
-                    let in_layers = match model.layer_of(name) {
-                        Some(l) => spec.layers.contains(l),
-                        None => spec.layers == crate::spec::Layers::All,
-                    };
+                for (name, base) in selected_params(model, &spec.layers) {
                     let selected = match spec.form {
                         Form::Bias {} => name.ends_with(".bias"),
                         _ => true,
                     };
-                    if selected && in_layers {
+                    if selected {
                         let var = store.create(name, base.dims(), Init::Copy(base.clone()))?;
                         self.params.insert(name.clone(), var);
                     }
@@ -166,7 +191,8 @@ impl Delta {
         let generators: Vec<&PrefixBank> = banks.filter(|b| b.is_reparameterised()).collect();
         let mut out = BTreeMap::new();
         for (name, t) in store.to_tensors()? {
-            if !generators.iter().any(|b| name.starts_with(&b.generator_prefix())) {
+            let in_sparse_file = self.diff.as_ref().is_some_and(|d| d.is_sparse_param(&name));
+            if !in_sparse_file && !generators.iter().any(|b| name.starts_with(&b.generator_prefix())) {
                 out.insert(name, t);
             }
         }
@@ -174,6 +200,68 @@ impl Delta {
             out.extend(bank.ejected()?);
         }
         Ok(out)
+    }
+
+    /// The expected-L0 penalty of a gated diff (added to the loss once per step).
+    pub fn penalty(&self) -> Result<Option<Penalty>> {
+        match &self.diff {
+            Some(d) => d.penalty(),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether parameter `name` is an L0 gate, trained by its own optimizer at a constant rate.
+    pub fn is_gate_param(&self, name: &str) -> bool {
+        self.diff.as_ref().is_some_and(|d| d.is_gate_param(name))
+    }
+
+    /// Whether parameter `name` holds sparse diff values (stored in the sparse file).
+    pub fn is_sparse_param(&self, name: &str) -> bool {
+        self.diff.as_ref().is_some_and(|d| d.is_sparse_param(name))
+    }
+
+    /// The diff this delta makes to each base tensor it covers — a diff's δ with the
+    /// evaluation gate, or `θ − θ₀` for full fine-tuning and BitFit: what a projection ranks.
+    /// `None` when the method changes no base parameter.
+    pub fn dense_diffs(&self, model: &EncoderModel) -> Result<Option<BTreeMap<String, DenseDiff>>> {
+        if let Some(d) = &self.diff {
+            return d.dense_diffs().map(Some);
+        }
+        if self.params.is_empty() {
+            return Ok(None);
+        }
+        let mut out = BTreeMap::new();
+        for (name, theta) in &self.params {
+            let Some(base) = model.base_params().get(name) else {
+                continue;
+            };
+            let delta = (theta.as_tensor() - base.to_dtype(theta.dtype())?)?;
+            out.insert(
+                name.clone(),
+                DenseDiff {
+                    shape: base.dims().to_vec(),
+                    values: delta.flatten_all()?.to_vec1::<f32>()?,
+                },
+            );
+        }
+        Ok(Some(out))
+    }
+
+    /// The sparse diff, for a method whose diff is a [`Form::SparseDiff`]; it is stored in
+    /// its own file and left out of [`Delta::stored_tensors`].
+    pub fn sparse_diff(&self) -> Result<Option<SparseDiff>> {
+        match &self.diff {
+            Some(d) => d.sparse_diff(),
+            None => Ok(None),
+        }
+    }
+
+    /// `P(z_g ≠ 0)` of each group gate, by base tensor (structured diff pruning).
+    pub fn group_gate_probs(&self) -> Result<BTreeMap<String, f64>> {
+        match &self.diff {
+            Some(d) => d.group_gate_probs(),
+            None => Ok(BTreeMap::new()),
+        }
     }
 
     /// Low-rank and IA³ deltas folded into their weights, keyed by base parameter name: the
@@ -250,8 +338,14 @@ impl Delta {
 }
 
 impl Hooks for Delta {
-    fn param(&self, name: &str, _base: &Tensor) -> petl_models::Result<Option<Tensor>> {
-        Ok(self.params.get(name).map(|v| v.as_tensor().clone()))
+    fn param(&self, name: &str, base: &Tensor, ctx: &mut ForwardCtx) -> petl_models::Result<Option<Tensor>> {
+        if let Some(v) = self.params.get(name) {
+            return Ok(Some(v.as_tensor().clone()));
+        }
+        match &self.diff {
+            Some(diff) => diff.param(name, base, ctx).map_err(into_model),
+            None => Ok(None),
+        }
     }
 
     fn embeddings(

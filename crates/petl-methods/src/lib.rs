@@ -12,6 +12,7 @@
 
 mod count;
 mod delta;
+pub mod diff;
 mod error;
 mod merge;
 mod prefix;

@@ -54,10 +54,10 @@ impl Merged<'_> {
 }
 
 impl Hooks for Merged<'_> {
-    fn param(&self, name: &str, base: &Tensor) -> petl_models::Result<Option<Tensor>> {
+    fn param(&self, name: &str, base: &Tensor, ctx: &mut ForwardCtx) -> petl_models::Result<Option<Tensor>> {
         match self.weights.get(name) {
             Some(w) => Ok(Some(w.clone())),
-            None => self.delta.param(name, base),
+            None => self.delta.param(name, base, ctx),
         }
     }
 

@@ -2,6 +2,7 @@
 //! paper that defines it (He et al. 2022 Tables 1–6 and their released scripts, unless noted).
 //! A preset is only a starting [`Method`]: any field can be changed in a config file or swept.
 
+use crate::diff::{GroupGates, L0Gates, Projection};
 use crate::error::{MethodError, Result};
 use crate::spec::{
     AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
@@ -72,6 +73,20 @@ fn scaled_pa(r: usize, s: f64) -> DeltaSpec {
     }
 }
 
+fn diff(groups: Option<GroupGates>) -> DeltaSpec {
+    let l0 = groups.map(|groups| L0Gates {
+        groups,
+        ..L0Gates::default()
+    });
+    DeltaSpec::new(
+        Form::Diff {
+            l0,
+            projection: Some(Projection::default()),
+        },
+        Site::Params,
+    )
+}
+
 fn lora(r: usize, s: f64, projs: Vec<Proj>, dropout: f64) -> DeltaSpec {
     DeltaSpec {
         composition: Composition::Scaled(Scale::Fixed(s)),
@@ -87,6 +102,26 @@ pub const PRESETS: &[Preset] = &[
         name: "full",
         summary: "full fine-tuning: every base parameter trains (a dense diff)",
         build: || vec![DeltaSpec::new(Form::Dense {}, Site::Params)],
+    },
+    Preset {
+        name: "diff-pruning",
+        summary: "diff pruning: L0 gates on a dense diff, projection to 0.5%, fixed-mask fine-tuning",
+        build: || vec![diff(Some(GroupGates::None))],
+    },
+    Preset {
+        name: "diff-pruning-struct",
+        summary: "structured diff pruning: plus one gate per tensor, the paper's product penalty",
+        build: || vec![diff(Some(GroupGates::Product))],
+    },
+    Preset {
+        name: "diff-pruning-struct-additive",
+        summary: "structured diff pruning with the reference code's additive group penalty",
+        build: || vec![diff(Some(GroupGates::Additive))],
+    },
+    Preset {
+        name: "diff-pruning-nonadaptive",
+        summary: "non-adaptive diff pruning: full fine-tuning as a diff, projection to 0.5%, fixed-mask",
+        build: || vec![diff(None)],
     },
     Preset {
         name: "head-only",

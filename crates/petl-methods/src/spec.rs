@@ -106,6 +106,21 @@ pub enum Form {
     Bias {},
     /// Every base weight changes (full fine-tuning, as a dense diff).
     Dense {},
+    /// `θ = θ₀ + δ` on every base parameter, δ trained from zero (diff pruning, Guo et al.
+    /// 2021): with `l0`, `δ = z ⊙ w` under hard-concrete gates and an expected-L0 penalty;
+    /// with `projection`, training continues by keeping the largest entries and fine-tuning
+    /// them with the mask fixed, and the task stores a [`Form::SparseDiff`].
+    Diff {
+        /// L0 gates; without them δ trains densely (the non-adaptive baseline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l0: Option<crate::diff::L0Gates>,
+        /// Projection to an exact sparsity, then fixed-mask fine-tuning.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        projection: Option<crate::diff::Projection>,
+    },
+    /// A diff at fixed positions whose values train: what diff pruning stores. The positions
+    /// come with the artifact, not the configuration.
+    SparseDiff {},
     /// `length` learned vectors prepended to the word embeddings (prompt tuning).
     Prompt {
         /// Number of prompt vectors.
@@ -127,8 +142,18 @@ impl Form {
             Self::Scaling { .. } => "scaling",
             Self::Bias {} => "bias",
             Self::Dense {} => "dense",
+            Self::Diff { .. } => "diff",
+            Self::SparseDiff {} => "sparse_diff",
             Self::Prompt { .. } => "prompt",
         }
+    }
+
+    /// Whether the form replaces base parameters (at most one such delta per method).
+    pub fn replaces_params(&self) -> bool {
+        matches!(
+            self,
+            Self::Bias {} | Self::Dense {} | Self::Diff { .. } | Self::SparseDiff {}
+        )
     }
 
     /// The bottleneck size (r or l), where the form has one.
@@ -430,12 +455,12 @@ impl Method {
                 site: delta.site.to_string(),
                 reason,
             })?;
-            param_forms += matches!(delta.form, Form::Bias {} | Form::Dense {}) as usize;
+            param_forms += delta.form.replaces_params() as usize;
         }
         if param_forms > 1 {
             return Err(SpecError {
                 index: self.deltas.len() - 1,
-                form: "bias/dense",
+                form: "bias/dense/diff",
                 site: "params".into(),
                 reason: "at most one delta may replace base parameters".into(),
             });
@@ -545,7 +570,25 @@ impl DeltaSpec {
                     ));
                 }
             }
-            (Form::Bias {} | Form::Dense {}, Site::Params) => plain("a parameter delta")?,
+            (Form::Bias {} | Form::Dense {} | Form::SparseDiff {}, Site::Params) => {
+                plain("a parameter delta")?
+            }
+            (Form::Diff { l0, projection }, Site::Params) => {
+                plain("a diff")?;
+                if l0.is_none() && projection.is_none() {
+                    return Err(
+                        "a diff with neither `l0` gates nor a `projection` is full fine-tuning; \
+                                use form dense"
+                            .into(),
+                    );
+                }
+                if let Some(g) = l0 {
+                    g.validate(blocks + 2)?;
+                }
+                if let Some(p) = projection {
+                    p.validate()?;
+                }
+            }
             (Form::Prompt { .. }, Site::Embeddings) => {
                 plain("a prompt")?;
                 if self.layers != Layers::All {
@@ -560,7 +603,7 @@ impl DeltaSpec {
                         Form::Bottleneck { .. } | Form::LowRank { .. } => "attention, ffn or weights",
                         Form::Prefix { .. } => "heads",
                         Form::Scaling { .. } => "weights",
-                        Form::Bias {} | Form::Dense {} => "params",
+                        Form::Bias {} | Form::Dense {} | Form::Diff { .. } | Form::SparseDiff {} => "params",
                         Form::Prompt { .. } => "embeddings",
                     }
                 ))

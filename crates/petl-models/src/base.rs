@@ -16,9 +16,9 @@ pub(crate) struct BaseParam {
 
 impl BaseParam {
     /// The tensor to compute with: the hook's replacement if it has one, else the base.
-    pub(crate) fn resolve(&self, hooks: &dyn Hooks) -> Result<Tensor> {
+    pub(crate) fn resolve(&self, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
         Ok(hooks
-            .param(&self.name, &self.tensor)?
+            .param(&self.name, &self.tensor, ctx)?
             .unwrap_or_else(|| self.tensor.clone()))
     }
 }
@@ -89,9 +89,9 @@ pub(crate) struct BaseLinear {
 }
 
 impl BaseLinear {
-    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks) -> Result<Tensor> {
-        let w = self.weight.resolve(hooks)?;
-        let b = self.bias.as_ref().map(|b| b.resolve(hooks)).transpose()?;
+    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let w = self.weight.resolve(hooks, ctx)?;
+        let b = self.bias.as_ref().map(|b| b.resolve(hooks, ctx)).transpose()?;
         Ok(petl_ops::linear(x, &w, b.as_ref())?)
     }
 
@@ -106,7 +106,7 @@ impl BaseLinear {
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
         let x = hooks.linear_input(layer, proj, x.clone(), ctx)?;
-        let y = self.forward(&x, hooks)?;
+        let y = self.forward(&x, hooks, ctx)?;
         hooks.linear(layer, proj, &x, y, ctx)
     }
 }
@@ -120,9 +120,9 @@ pub(crate) struct BaseLayerNorm {
 }
 
 impl BaseLayerNorm {
-    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks) -> Result<Tensor> {
-        let g = self.weight.resolve(hooks)?;
-        let b = self.bias.resolve(hooks)?;
+    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let g = self.weight.resolve(hooks, ctx)?;
+        let b = self.bias.resolve(hooks, ctx)?;
         Ok(petl_ops::layer_norm(x, &g, &b, self.eps)?)
     }
 }

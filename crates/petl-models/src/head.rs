@@ -130,7 +130,7 @@ impl ClassificationHead {
             } => {
                 let pooled = match (self.pooling, model.pooler(), own_pooler) {
                     (Pooling::Mean, _, _) => sentence,
-                    (Pooling::Cls, Some(base), _) => base.forward(&sentence, hooks)?.tanh()?,
+                    (Pooling::Cls, Some(base), _) => base.forward(&sentence, hooks, ctx)?.tanh()?,
                     (Pooling::Cls, None, Some(own)) => apply(&sentence, own)?.tanh()?,
                     (Pooling::Cls, None, None) => {
                         unreachable!("create() gives a pooler-less checkpoint its own pooler")

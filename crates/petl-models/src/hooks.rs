@@ -107,6 +107,11 @@ impl ForwardCtx {
         self.rng.is_some()
     }
 
+    /// The pass's random stream (training passes only), for noise other than dropout.
+    pub fn rng(&mut self) -> Option<&mut DropoutRng> {
+        self.rng.as_mut()
+    }
+
     /// Applies `dropout` in training passes.
     pub fn dropout(&mut self, dropout: &Dropout, x: &Tensor) -> Result<Tensor> {
         Ok(dropout.forward(x, self.rng.as_mut())?)
@@ -121,8 +126,10 @@ pub trait Hooks {
     /// Returns the tensor to use in place of the base parameter `name` (canonical checkpoint
     /// name, e.g. `encoder.layer.3.attention.self.query.weight`), or `None` to use `base`.
     /// Full fine-tuning and BitFit return trainable copies; diff pruning returns `base + δ`.
-    fn param(&self, name: &str, base: &Tensor) -> Result<Option<Tensor>> {
-        let _ = (name, base);
+    /// `ctx` carries the pass's random stream: stochastic gates (diff pruning's hard-concrete
+    /// gates) draw from it like dropout.
+    fn param(&self, name: &str, base: &Tensor, ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
+        let _ = (name, base, ctx);
         Ok(None)
     }
 

@@ -47,6 +47,8 @@ pub struct ModelShape {
     pub base_params: usize,
     /// How many of them are bias terms (BitFit's budget).
     pub bias_params: usize,
+    /// Named tensors of the pretrained model (structured diff pruning's groups).
+    pub base_tensors: usize,
 }
 
 impl ModelShape {
@@ -70,6 +72,9 @@ impl ModelShape {
             }],
             base_params: embeddings + l * block + pooler,
             bias_params: d + l * (4 * d + m + d + 2 * d) + if with_pooler { d } else { 0 },
+            // Word, position, type embeddings and their LayerNorm; per block four attention
+            // linears, two FFN linears (weight + bias each) and two LayerNorms.
+            base_tensors: 5 + 16 * l + if with_pooler { 2 } else { 0 },
         }
     }
 
@@ -168,6 +173,13 @@ impl Seq2SeqConfig {
                 + final_norms / 2
                 + self.encoder_layers * (4 * d + self.encoder_ffn_dim + d + 2 * d)
                 + self.decoder_layers * (8 * d + self.decoder_ffn_dim + d + 3 * d),
+            // Shared embedding, two position tables, two embedding LayerNorms (+ two final
+            // LayerNorms for mBART); 16 tensors per encoder block, 26 per decoder block.
+            base_tensors: 3
+                + 4
+                + if mbart { 4 } else { 0 }
+                + 16 * self.encoder_layers
+                + 26 * self.decoder_layers,
         }
     }
 }
@@ -232,6 +244,11 @@ impl DecoderConfig {
             }],
             base_params: self.vocab_size * d + self.num_hidden_layers * block + d + head,
             bias_params: self.num_hidden_layers * (bias(q_dim) + 2 * bias(kv_dim)),
+            // Per block: four attention weights (+3 biases), three MLP weights, two norms.
+            base_tensors: 1
+                + 1
+                + usize::from(!self.tie_word_embeddings)
+                + self.num_hidden_layers * (9 + if bias(1) == 1 { 3 } else { 0 }),
         })
     }
 }

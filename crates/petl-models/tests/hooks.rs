@@ -18,7 +18,7 @@ impl Counter {
 }
 
 impl Hooks for Counter {
-    fn param(&self, name: &str, _base: &Tensor) -> Result<Option<Tensor>> {
+    fn param(&self, name: &str, _base: &Tensor, _ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
         self.hit(format!("param {name}"));
         Ok(None)
     }

@@ -24,6 +24,14 @@ impl DropoutRng {
         Self(rng)
     }
 
+    /// `n` draws from U(0, 1), never exactly 0 or 1 (24-bit resolution, centred in each bin).
+    pub fn uniform(&mut self, n: usize) -> Vec<f32> {
+        const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+        (0..n)
+            .map(|_| ((self.0.random::<u32>() >> 8) as f32 + 0.5) * SCALE)
+            .collect()
+    }
+
     fn keep_mask(&mut self, n: usize, p: f32) -> Vec<f32> {
         let scale = 1.0 / (1.0 - p);
         // Compare raw 24-bit draws against the threshold: uniform, cheap, platform-independent.

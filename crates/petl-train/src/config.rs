@@ -28,6 +28,10 @@ pub struct RunConfig {
     /// How the head pools the sequence: `cls` (HF layout, default) or `mean`.
     #[serde(default)]
     pub pooling: Pooling,
+    /// Start from this artifact's trained state (delta and head) instead of a fresh one; its
+    /// method must be this run's. Diff pruning's fixed-mask stage starts from the projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Hyperparameters.
     #[serde(default)]
     pub train: TrainConfig,
@@ -244,6 +248,7 @@ mod tests {
             },
             method: petl_methods::preset("mam-glue").unwrap(),
             pooling: Pooling::Mean,
+            init: None,
             train: TrainConfig::default(),
         }
     }

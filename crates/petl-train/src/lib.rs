@@ -16,6 +16,7 @@
 
 mod checkpoint;
 mod config;
+pub mod diff_pipeline;
 mod error;
 mod log;
 mod optim;

@@ -24,6 +24,12 @@ pub enum LogRecord {
         grad_norm: f64,
         /// Training throughput so far.
         examples_per_s: f64,
+        /// Diff pruning: the λ-weighted expected-L0 penalty of the last step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        penalty: Option<f64>,
+        /// Diff pruning: the expected fraction of nonzero diff entries after the last step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_density: Option<f64>,
     },
     /// A dev-set evaluation.
     Eval {

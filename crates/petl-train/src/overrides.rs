@@ -242,6 +242,7 @@ mod tests {
             },
             method: preset("pa-ffn").unwrap(),
             pooling: petl_models::Pooling::Cls,
+            init: None,
             train: TrainConfig::default(),
         }
     }

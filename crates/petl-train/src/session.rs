@@ -9,6 +9,7 @@ use petl_metrics::{Predictions, Scores};
 use petl_models::{
     argmax_rows, ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling,
 };
+use petl_sparse::{SparseDiff, ValueDType};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -20,6 +21,10 @@ pub struct TaskModel<'m> {
     store: ParamStore,
     delta: Delta,
     head: ClassificationHead,
+    /// Names of the head's parameters in `store`.
+    head_names: Vec<String>,
+    /// Precision a sparse diff is saved in.
+    value_dtype: ValueDType,
 }
 
 /// What evaluating a dataset gives.
@@ -55,16 +60,71 @@ impl<'m> TaskModel<'m> {
         pooling: Pooling,
         seed: u64,
     ) -> Result<Self> {
+        Self::with_sparse_diff(model, method, spec, pooling, seed, None)
+    }
+
+    /// As [`TaskModel::new`], giving a [`petl_methods::Form::SparseDiff`] delta its positions
+    /// and starting values.
+    pub fn with_sparse_diff(
+        model: &'m EncoderModel,
+        method: &Method,
+        spec: TaskSpec,
+        pooling: Pooling,
+        seed: u64,
+        sparse: Option<&SparseDiff>,
+    ) -> Result<Self> {
         let mut store = ParamStore::new(model.device(), seed);
-        let delta = Delta::build(method, model, &mut store)?;
+        let delta = Delta::build_with_diff(method, model, &mut store, sparse)?;
+        let before: Vec<String> = store.iter().map(|(n, _)| n.to_string()).collect();
         let head = ClassificationHead::create(model, spec.num_outputs(), pooling, &mut store)?;
+        let head_names = store
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| !before.contains(n))
+            .collect();
+        let value_dtype = method
+            .deltas
+            .iter()
+            .find_map(|d| match &d.form {
+                petl_methods::Form::Diff {
+                    projection: Some(p), ..
+                } => Some(p.value_dtype),
+                _ => None,
+            })
+            .unwrap_or(ValueDType::F32);
         Ok(Self {
             model,
             spec,
             store,
             delta,
             head,
+            head_names,
+            value_dtype,
         })
+    }
+
+    /// Copies the head's trained state from `other` (same task and pooling).
+    pub fn copy_head_from(&self, other: &TaskModel<'_>) -> Result<()> {
+        for name in &self.head_names {
+            let (Some(dst), Some(src)) = (self.store.get(name), other.store.get(name)) else {
+                return Err(TrainError::Config {
+                    field: "head",
+                    reason: format!("the other model has no head parameter `{name}`"),
+                });
+            };
+            dst.set(src.as_tensor())?;
+        }
+        Ok(())
+    }
+
+    /// How the head pools the sequence.
+    pub fn head_pooling(&self) -> Pooling {
+        self.head.pooling()
+    }
+
+    /// The precision a sparse diff is saved in.
+    pub fn set_value_dtype(&mut self, dtype: ValueDType) {
+        self.value_dtype = dtype;
     }
 
     /// Loads a saved artifact onto `model`; refuses an artifact trained on another base.
@@ -81,7 +141,27 @@ impl<'m> TaskModel<'m> {
                 dir.display()
             ),
         })?;
-        let tm = Self::new(model, &method, spec, meta.pooling, 0)?;
+        let sparse = petl_artifact::load_sparse(dir, &meta)?;
+        let mut tm = Self::with_sparse_diff(
+            model,
+            &method,
+            spec,
+            meta.pooling,
+            0,
+            sparse.as_ref().map(|d| &d.diff),
+        )?;
+        if let Some(d) = &sparse {
+            tm.value_dtype = d.dtype;
+        }
+        // The sparse diff's values were set from its own file when the delta was built.
+        let mut tensors = tensors;
+        for (name, var) in tm.store.iter() {
+            if tm.delta.is_sparse_param(name) {
+                tensors
+                    .entry(name.to_string())
+                    .or_insert_with(|| var.as_tensor().clone());
+            }
+        }
         tm.store.assign(&tensors)?;
         Ok(tm)
     }
@@ -95,6 +175,11 @@ impl<'m> TaskModel<'m> {
     /// Writes the stored state as an artifact directory.
     pub fn save_artifact(&self, dir: &Path) -> Result<()> {
         let tensors = self.stored_tensors()?;
+        let sparse = match self.delta.sparse_diff()? {
+            Some(diff) => Some(petl_artifact::save_sparse(dir, &diff, self.value_dtype)?.0),
+            None => None,
+        };
+        let sparse_nnz = sparse.as_ref().map_or(0, |s| s.nnz as usize);
         let method = self.delta.method().ejected();
         let meta = ArtifactMeta {
             format_version: FORMAT_VERSION,
@@ -112,8 +197,9 @@ impl<'m> TaskModel<'m> {
             base_fingerprint: self.model.fingerprint().clone(),
             base_model_type: self.model.config().model_type.clone(),
             trainable_params: self.store.num_elements(),
-            stored_params: tensors.values().map(Tensor::elem_count).sum(),
+            stored_params: tensors.values().map(Tensor::elem_count).sum::<usize>() + sparse_nnz,
             base_params: self.model.num_base_params(),
+            sparse_diff: sparse,
         };
         petl_artifact::save(dir, &meta, &tensors)?;
         Ok(())

@@ -77,6 +77,10 @@ pub struct RunSummary {
 /// Trains as configured, writing the run directory; returns the summary also saved as
 /// `metrics.json`.
 pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<RunSummary> {
+    if let Some(projection) = crate::diff_pipeline::projection_of(&cfg.method) {
+        cfg.train.validate()?;
+        return crate::diff_pipeline::run(cfg, run_dir, opts, &projection.clone());
+    }
     let wall = Instant::now();
     let t = &cfg.train;
     t.validate()?;
@@ -107,16 +111,31 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         encoder.max_len()
     );
 
-    let tm = TaskModel::new(&model, &cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?;
-    let mut optim = AdamW::new(
-        tm.params().iter(),
+    let tm = match &cfg.init {
+        Some(dir) => start_from(&model, dir, cfg, &train_set.spec)?,
+        None => TaskModel::new(&model, &cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?,
+    };
+    let adam = AdamWConfig {
+        beta1: t.adam_beta1,
+        beta2: t.adam_beta2,
+        eps: t.adam_eps,
+        weight_decay: t.weight_decay,
+    };
+    // L0 gates learn with their own AdamW at a constant rate, without decay, as in Guo et
+    // al.'s code; everything else follows the run's schedule.
+    let (gate_params, main_params): (Vec<_>, Vec<_>) = tm
+        .params()
+        .iter()
+        .partition(|(name, _)| tm.delta().is_gate_param(name));
+    let mut optim = AdamW::new(main_params, adam)?;
+    let mut gate_optim = AdamW::new(
+        gate_params,
         AdamWConfig {
-            beta1: t.adam_beta1,
-            beta2: t.adam_beta2,
-            eps: t.adam_eps,
-            weight_decay: t.weight_decay,
+            weight_decay: 0.0,
+            ..adam
         },
     )?;
+    let gate_lr = gate_learning_rate(&cfg.method);
     let trainable = tm.params().num_elements();
     let base = model.num_base_params();
     // Head parameters that are new (not copies of base tensors) add to the model's size.
@@ -127,8 +146,14 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         .map(|(_, v)| v.elem_count())
         .sum();
     let total = base + added;
-    let delta_params = cfg.method.count(&model.shape()).stored;
-    let stored: usize = tm.stored_tensors()?.values().map(|t| t.elem_count()).sum();
+    let sparse_nnz = tm.delta().sparse_diff()?.map(|d| d.nnz() as usize);
+    let delta_params = sparse_nnz.unwrap_or_else(|| cfg.method.count(&model.shape()).stored);
+    let stored: usize = tm
+        .stored_tensors()?
+        .values()
+        .map(|t| t.elem_count())
+        .sum::<usize>()
+        + sparse_nnz.unwrap_or(0);
     tracing::info!(
         "method {}: {} trainable of {} parameters ({:.4}%)",
         cfg.method.name,
@@ -150,6 +175,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             Some(ck) => {
                 tm.params().assign(&ck.params)?;
                 optim.restore(&ck.optim, ck.state.global_step)?;
+                gate_optim.restore(&ck.optim, ck.state.global_step)?;
                 state = ck.state;
                 tracing::info!("resuming at step {} of {}", state.global_step, total_steps);
                 JsonlLog::open(&log_path, Some(state.global_step))?
@@ -179,14 +205,29 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             let lr = t.schedule.lr_at(state.global_step, total_steps, warmup, t.lr);
             let mut ctx = ForwardCtx::train(DropoutRng::for_step(t.seed, state.global_step));
             let (loss, n_examples, mut grads) = accumulate(&tm, &train_enc, micro, pad, &mut ctx)?;
-            if !loss.is_finite() {
+            let penalty = add_penalty(&tm, &mut grads)?;
+            let total_loss = loss + penalty.as_ref().map_or(0.0, |p| p.0);
+            if !total_loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     step: state.global_step + 1,
-                    loss: loss as f32,
+                    loss: total_loss as f32,
                 });
+            }
+            let mut gate_grads: BTreeMap<String, Tensor> = BTreeMap::new();
+            let names: Vec<String> = grads.keys().cloned().collect();
+            for name in names {
+                if tm.delta().is_gate_param(&name) {
+                    if let Some(g) = grads.remove(&name) {
+                        gate_grads.insert(name, g);
+                    }
+                }
             }
             let grad_norm = clip_grad_norm(&mut grads, t.max_grad_norm)?;
             optim.step(&grads, lr)?;
+            if let Some(gate_lr) = gate_lr {
+                clip_grad_norm(&mut gate_grads, t.max_grad_norm)?;
+                gate_optim.step(&gate_grads, gate_lr)?;
+            }
             state.global_step += 1;
             state.step_in_epoch += 1;
             state.examples_seen += n_examples as u64;
@@ -207,6 +248,8 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                     lr,
                     grad_norm,
                     examples_per_s: state.examples_seen as f64 / state.train_seconds.max(1e-9),
+                    penalty: penalty.map(|p| p.0),
+                    expected_density: penalty.map(|p| p.1),
                 })?;
                 state.pending_loss = (0.0, 0);
             }
@@ -244,7 +287,8 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                 state.global_step % t.checkpoint_every == 0
             };
             if ckpt_due && state.global_step < total_steps {
-                let (optim_state, _) = optim.state()?;
+                let (mut optim_state, _) = optim.state()?;
+                optim_state.extend(gate_optim.state()?.0);
                 checkpoint::save(run_dir, &state, &tm.params().to_tensors()?, &optim_state)?;
                 log.write(&LogRecord::Checkpoint {
                     step: state.global_step,
@@ -306,6 +350,68 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     Ok(summary)
 }
 
+/// The task model a run with `init` starts from: the artifact's trained state, which must be
+/// of this run's method and task.
+fn start_from<'m>(
+    model: &'m EncoderModel,
+    dir: &Path,
+    cfg: &RunConfig,
+    spec: &petl_data::TaskSpec,
+) -> Result<TaskModel<'m>> {
+    let tm = TaskModel::from_artifact(model, dir)?;
+    if tm.method().deltas != cfg.method.ejected().deltas {
+        return Err(TrainError::Config {
+            field: "init",
+            reason: format!(
+                "artifact {} holds method {:?}, not this run's {:?}",
+                dir.display(),
+                tm.method().name,
+                cfg.method.name
+            ),
+        });
+    }
+    if tm.spec().name != spec.name || tm.spec().num_outputs() != spec.num_outputs() {
+        return Err(TrainError::Config {
+            field: "init",
+            reason: format!(
+                "artifact {} was trained for task {}, not {}",
+                dir.display(),
+                tm.spec().name,
+                spec.name
+            ),
+        });
+    }
+    Ok(tm)
+}
+
+/// The constant learning rate of L0 gates, when the method has them.
+fn gate_learning_rate(method: &petl_methods::Method) -> Option<f64> {
+    method.deltas.iter().find_map(|d| match &d.form {
+        petl_methods::Form::Diff { l0: Some(g), .. } => Some(g.alpha_lr),
+        _ => None,
+    })
+}
+
+/// Adds the expected-L0 penalty's gradient to `grads`, once per optimizer step however many
+/// micro-batches it has; returns the penalty and the expected density.
+fn add_penalty(tm: &TaskModel<'_>, grads: &mut BTreeMap<String, Tensor>) -> Result<Option<(f64, f64)>> {
+    let Some(p) = tm.delta().penalty()? else {
+        return Ok(None);
+    };
+    let value = p.loss.to_scalar::<f32>()? as f64;
+    let store = p.loss.backward()?;
+    for (name, var) in tm.params().iter() {
+        if let Some(g) = store.get(var) {
+            let g = match grads.remove(name) {
+                Some(acc) => (acc + g)?,
+                None => g.clone(),
+            };
+            grads.insert(name.to_string(), g);
+        }
+    }
+    Ok(Some((value, p.expected_density)))
+}
+
 /// Whether an evaluation is due after `step` of `total`: every `every` steps and after the last,
 /// or, with `every == 0`, at the end of each epoch.
 fn eval_due(every: u64, step: u64, total: u64, end_of_epoch: bool) -> bool {
@@ -362,6 +468,20 @@ fn accumulate(
         }
     }
     Ok((loss_sum, total, grads))
+}
+
+/// The encoded dev set of `cfg`'s task for `model`, and the padding id.
+pub(crate) fn read_dev_set(cfg: &RunConfig, model: &EncoderModel) -> Result<(Vec<Encoded>, u32)> {
+    let model_dir = ModelDir::open(&cfg.model)?;
+    let encoder = TextEncoder::from_file(
+        &model_dir.tokenizer_path()?,
+        cfg.train.max_len.min(model.config().max_input_len()),
+    )?;
+    let (_, mut dev) = read_datasets(&cfg.task, cfg.train.seed)?;
+    if let Some(n) = cfg.train.eval_rows {
+        dev.truncate(n);
+    }
+    Ok((encoder.encode_all(&dev)?, encoder.pad_id()))
 }
 
 fn read_datasets(task: &TaskSource, seed: u64) -> Result<(Dataset, Dataset)> {
@@ -446,7 +566,7 @@ fn split_holdout(mut data: Dataset, n: usize, seed: u64) -> Result<(Dataset, Dat
 /// Creates the run directory and records the configuration. A directory holding another
 /// run's checkpoint is never overwritten: a fresh run needs an empty or new directory, and a
 /// resumed run needs the same configuration.
-fn prepare_run_dir(cfg: &RunConfig, run_dir: &Path, resume: bool) -> Result<()> {
+pub(crate) fn prepare_run_dir(cfg: &RunConfig, run_dir: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(run_dir).map_err(|source| TrainError::Io {
         path: run_dir.to_path_buf(),
         source,

@@ -48,7 +48,7 @@ impl Block {
         let h = self.attention.forward(layer, &x, bias, hooks, ctx)?;
         let h = ctx.dropout(&self.dropout, &h)?;
         let h = hooks.output(layer, Sublayer::Attention, &x, h, ctx)?;
-        let a = self.attention_norm.forward(&(x + h)?, hooks)?;
+        let a = self.attention_norm.forward(&(x + h)?, hooks, ctx)?;
 
         let a = hooks.input(layer, Sublayer::Ffn, a, ctx)?;
         let up = self.ffn_up.project(layer, Proj::FfnUp, &a, hooks, ctx)?;
@@ -56,6 +56,6 @@ impl Block {
         let down = self.ffn_down.project(layer, Proj::FfnDown, &act, hooks, ctx)?;
         let f = ctx.dropout(&self.dropout, &down)?;
         let f = hooks.output(layer, Sublayer::Ffn, &a, f, ctx)?;
-        self.ffn_norm.forward(&(a + f)?, hooks)
+        self.ffn_norm.forward(&(a + f)?, hooks, ctx)
     }
 }

@@ -42,11 +42,11 @@ impl Embeddings {
         let ids = input.input_ids.flatten_all()?;
         check_range(&ids, c.vocab_size, "token id")?;
         check_range(&input.type_ids.flatten_all()?, c.type_vocab_size, "token type id")?;
-        let words = self
-            .word
-            .resolve(hooks)?
-            .index_select(&ids, 0)?
-            .reshape((batch, seq, c.hidden_size))?;
+        let words =
+            self.word
+                .resolve(hooks, ctx)?
+                .index_select(&ids, 0)?
+                .reshape((batch, seq, c.hidden_size))?;
         let (words, mask) = hooks.embeddings(words, input.attention_mask.clone(), ctx)?;
         let total = words.dim(1)?;
         let added = total.checked_sub(seq).ok_or_else(|| {
@@ -67,13 +67,13 @@ impl Embeddings {
             let zeros = Tensor::zeros((batch, added), input.type_ids.dtype(), input.type_ids.device())?;
             Tensor::cat(&[&zeros, &input.type_ids], 1)?
         };
-        let pos = self.position.resolve(hooks)?.index_select(&positions, 0)?;
+        let pos = self.position.resolve(hooks, ctx)?.index_select(&positions, 0)?;
         let typ = self
             .token_type
-            .resolve(hooks)?
+            .resolve(hooks, ctx)?
             .index_select(&types.flatten_all()?, 0)?;
         let sum = (words + (pos + typ)?.reshape((batch, total, c.hidden_size))?)?;
-        let normed = self.norm.forward(&sum, hooks)?;
+        let normed = self.norm.forward(&sum, hooks, ctx)?;
         Ok((ctx.dropout(&self.dropout, &normed)?, mask))
     }
 }

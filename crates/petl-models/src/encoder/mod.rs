@@ -133,6 +133,7 @@ impl EncoderModel {
     pub fn shape(&self) -> crate::ModelShape {
         let mut shape = crate::ModelShape::of_encoder(&self.config, self.pooler.is_some());
         shape.base_params = self.num_base_params();
+        shape.base_tensors = self.base.len();
         shape
     }
 
