@@ -32,12 +32,62 @@ pub enum Command {
     Methods(MethodsArgs),
     /// Count a method's trainable and stored parameters on a model, from its config.json alone.
     Params(ParamsArgs),
+    /// Diff pruning: project a diff to a sparse artifact, or inspect one.
+    #[command(subcommand)]
+    Diff(DiffCommand),
     /// Pretrained models in petl's cache.
     #[command(subcommand)]
     Model(FetchCommand),
     /// Datasets in petl's cache.
     #[command(subcommand)]
     Data(FetchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiffCommand {
+    /// Keep exactly a fraction of a trained diff's entries (largest magnitude) and save them as a
+    /// sparse artifact: diff pruning's projection, from a first-stage run or a full
+    /// fine-tuning run (the non-adaptive baseline). Fine-tune it with
+    /// `petl train --method sparse-diff --init OUT`.
+    Project(DiffProjectArgs),
+    /// Where a sparse diff lives: entries per tensor, layer and tensor type, bytes against the
+    /// information-theoretic bound, group gates of a first-stage artifact.
+    Stats(DiffStatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffProjectArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Artifact (or run) directory holding the dense diff.
+    pub artifact: PathBuf,
+    /// Fraction of the base model's parameters to keep (0.005 = 0.5%).
+    #[arg(long, default_value_t = 0.005)]
+    pub density: f64,
+    /// Precision of the stored values: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub value_dtype: String,
+    /// Artifact directory to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only print warnings and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffStatsArgs {
+    /// Artifact (or run) directory.
+    pub artifact: PathBuf,
+    /// Base model, needed for a first-stage artifact's group gates.
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a plot of the diff's density per layer and tensor type (SVG).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +208,10 @@ pub struct TrainArgs {
     /// Run directory to create.
     #[arg(long)]
     pub out: PathBuf,
+    /// Start from this artifact's trained state (its method must be --method): diff pruning's
+    /// fixed-mask stage starts from a projection (`--method sparse-diff --init DIR`).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -269,11 +323,24 @@ pub enum ScheduleArg {
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArg,
-    /// Artifact directory (a run's `artifact/`, or the run directory itself).
-    #[arg(long)]
-    pub artifact: PathBuf,
+    /// Artifact directory (a run's `artifact/`, or the run directory itself). Give several to
+    /// serve them from one loaded base: each is evaluated on its own task's GLUE dev set (from
+    /// --data-dir), and sparse diffs are written into the base and removed in place between
+    /// tasks, with the switch times reported.
+    #[arg(long, required = true)]
+    pub artifact: Vec<PathBuf>,
     #[command(flatten)]
     pub task: TaskArgs,
+    /// With several artifacts: passes over all of them (switch times are averaged).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// With several artifacts: also evaluate each through the hook path (no in-place write)
+    /// and require identical metrics.
+    #[arg(long)]
+    pub check: bool,
+    /// Use only the first N evaluation rows of each task.
+    #[arg(long)]
+    pub eval_rows: Option<usize>,
     /// Maximum tokens per example.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sweep(a) => crate::sweep::sweep(a, quiet),
         Command::Methods(a) => crate::design::methods(a),
         Command::Params(a) => crate::design::params(a),
+        Command::Diff(c) => crate::diff::run(c, quiet),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
         Command::Data(c) => fetch_command(c, AssetKind::Dataset, quiet),
     }
@@ -170,6 +171,9 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
             train: TrainConfig::default(),
         },
     };
+    if let Some(init) = &a.init {
+        cfg.init = Some(artifact_dir(init));
+    }
     if let Some(p) = a.pooling {
         cfg.pooling = match p {
             PoolingArg::Cls => Pooling::Cls,
@@ -264,7 +268,7 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn artifact_dir(p: &Path) -> PathBuf {
+pub(crate) fn artifact_dir(p: &Path) -> PathBuf {
     if p.join("artifact.json").is_file() {
         p.to_path_buf()
     } else {
@@ -273,7 +277,7 @@ fn artifact_dir(p: &Path) -> PathBuf {
 }
 
 /// The base model and its tokenizer, truncating at `max_len` (or the model's limit).
-fn load_base(arg: &ModelArg, max_len: usize) -> Result<(EncoderModel, TextEncoder)> {
+pub(crate) fn load_base(arg: &ModelArg, max_len: usize) -> Result<(EncoderModel, TextEncoder)> {
     let dir = ModelDir::open(resolve_model(arg, true)?)?;
     let model = EncoderModel::load(&dir, &Device::Cpu)?;
     let encoder = TextEncoder::from_file(
@@ -284,10 +288,13 @@ fn load_base(arg: &ModelArg, max_len: usize) -> Result<(EncoderModel, TextEncode
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    if a.artifact.len() > 1 {
+        return crate::diff::eval_many(&a);
+    }
     let (model, encoder) = load_base(&a.model, a.max_len)?;
-    let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact))?;
+    let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact[0]))?;
     let source = task_source(&a.task)?;
-    let dataset = match &source {
+    let mut dataset = match &source {
         TaskSource::Glue { data_dir, .. } => {
             source.glue()?.map(|g| g.read(data_dir, Split::Dev)).transpose()?
         }
@@ -304,6 +311,9 @@ fn eval(a: EvalArgs) -> Result<()> {
             dataset.spec.name,
             dataset.spec.labels()
         );
+    }
+    if let Some(n) = a.eval_rows {
+        dataset.truncate(n);
     }
     let encoded = encoder.encode_all(&dataset)?;
     let outcome = tm.evaluate(&encoded, a.batch_size, encoder.pad_id())?;

@@ -2,7 +2,7 @@
 
 use crate::diff::delta::{selected_params, DiffDelta};
 use crate::diff::{DenseDiff, Penalty};
-use crate::error::{MethodError, Result};
+use crate::error::Result;
 use crate::prefix::{HeadsDelta, PrefixBank};
 use crate::site::{SiteDelta, Widths};
 use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
@@ -83,12 +83,9 @@ impl Delta {
                 self.diff = Some(DiffDelta::dense(k, l0.as_ref(), &spec.layers, model, store)?);
             }
             (Form::SparseDiff {}, _) => {
-                let diff = sparse.ok_or_else(|| {
-                    MethodError::Model(petl_models::ModelError::BadInput(
-                        "a sparse diff needs its positions: load it from an artifact or a projection".into(),
-                    ))
-                })?;
-                self.diff = Some(DiffDelta::sparse(k, diff, model, store)?);
+                // Without positions it is the empty diff; they come with an artifact.
+                let empty = SparseDiff::default();
+                self.diff = Some(DiffDelta::sparse(k, sparse.unwrap_or(&empty), model, store)?);
             }
             (Form::Bias {} | Form::Dense {}, _) => {
                 for (name, base) in selected_params(model, &spec.layers) {

@@ -124,6 +124,11 @@ pub const PRESETS: &[Preset] = &[
         build: || vec![diff(None)],
     },
     Preset {
+        name: "sparse-diff",
+        summary: "a sparse diff at fixed positions (diff pruning's stored form); start it with --init",
+        build: || vec![DeltaSpec::new(Form::SparseDiff {}, Site::Params)],
+    },
+    Preset {
         name: "head-only",
         summary: "only the task head trains (linear probe)",
         build: Vec::new,

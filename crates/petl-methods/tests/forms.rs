@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{batch, build, max_abs_diff, tiny, Built};
+use common::{batch, build, check_gradients, max_abs_diff, ripple, tiny};
 use petl_methods::{
     merge_into, AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
     PrefixActivation, Scale, Site,
@@ -93,63 +93,6 @@ fn cases() -> Vec<(&'static str, Method)> {
         ),
         ("bias", method(vec![DeltaSpec::new(Form::Bias {}, Site::Params)])),
     ]
-}
-
-/// Central differences of the loss against backprop for the largest-gradient entries of each
-/// delta tensor (head excluded: the foundation tests cover it).
-fn check_gradients(label: &str, model: &EncoderModel, built: &Built, pick: impl Fn(&str) -> bool) -> usize {
-    let grads = built.loss(model).backward().unwrap();
-    let loss = || built.loss(model).to_scalar::<f32>().unwrap() as f64;
-    // Small enough not to straddle a ReLU kink, large enough for f32 round-off in the loss.
-    let eps = 2e-3f32;
-    let mut checked = 0;
-    let names: Vec<String> = built
-        .store
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .filter(|n| pick(n))
-        .collect();
-    assert!(!names.is_empty(), "{label}: nothing to check");
-    for name in names {
-        let var = built.store.get(&name).unwrap();
-        let g = grads
-            .get(var)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let mut idx: Vec<usize> = (0..g.len()).collect();
-        idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-        for &i in idx.iter().take(2) {
-            let orig = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let bump = |d: f32| {
-                let mut v = orig.clone();
-                v[i] += d;
-                var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
-                    .unwrap();
-                loss()
-            };
-            let numeric = (bump(eps) - bump(-eps)) / (2.0 * eps as f64);
-            var.set(&Tensor::from_vec(orig, var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-            let analytic = g[i] as f64;
-            assert!(
-                (numeric - analytic).abs() <= 2e-3 + 0.03 * analytic.abs(),
-                "{label}: {name}[{i}]: backprop {analytic:.6e}, finite difference {numeric:.6e}"
-            );
-            checked += 1;
-        }
-    }
-    checked
-}
-
-/// A deterministic, irregular tensor of amplitude `a`.
-fn ripple(shape: &candle_core::Shape, a: f32) -> Tensor {
-    let v: Vec<f32> = (0..shape.elem_count())
-        .map(|i| a * (i as f32 * 0.77 + 0.3).sin())
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
 #[test]

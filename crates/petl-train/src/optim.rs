@@ -1,5 +1,6 @@
 use crate::Result;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// AdamW hyperparameters; defaults are PyTorch's.
@@ -29,8 +30,9 @@ impl Default for AdamWConfig {
 struct Slot {
     var: Var,
     decay: bool,
-    m: Tensor,
-    v: Tensor,
+    /// First and second moments, host-side: the fused update writes them in place.
+    m: Vec<f32>,
+    v: Vec<f32>,
 }
 
 /// AdamW with decoupled weight decay (Loshchilov & Hutter), step for step the arithmetic of
@@ -60,8 +62,8 @@ impl AdamW {
                 Slot {
                     var: var.clone(),
                     decay: !exempt_from_decay(name),
-                    m: var.zeros_like()?,
-                    v: var.zeros_like()?,
+                    m: vec![0.0; var.elem_count()],
+                    v: vec![0.0; var.elem_count()],
                 },
             );
         }
@@ -86,15 +88,32 @@ impl AdamW {
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
         for (name, slot) in self.slots.iter_mut() {
             let Some(g) = grads.get(name) else { continue };
-            let mut p = slot.var.as_tensor().detach();
-            if slot.decay && c.weight_decay != 0.0 {
-                p = (p * (1.0 - lr * c.weight_decay))?;
+            if g.dims() != slot.var.dims() {
+                return Err(crate::TrainError::Config {
+                    field: "optimizer",
+                    reason: format!(
+                        "gradient of `{name}` has shape {:?}, the parameter {:?}",
+                        g.dims(),
+                        slot.var.dims()
+                    ),
+                });
             }
-            slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((slot.v.sqrt()? / bc2.sqrt())? + c.eps)?;
-            let update = (slot.m.div(&denom)? * (lr / bc1))?;
-            slot.var.set(&(p - update)?)?;
+            let update = FusedAdamW {
+                m: RefCell::new(&mut slot.m),
+                v: RefCell::new(&mut slot.v),
+                keep: if slot.decay {
+                    (1.0 - lr * c.weight_decay) as f32
+                } else {
+                    1.0
+                },
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                step_size: (lr / bc1) as f32,
+                inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            };
+            let g = g.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            slot.var.as_tensor().inplace_op2(&g, &update)?;
         }
         Ok(())
     }
@@ -104,8 +123,15 @@ impl AdamW {
     pub fn state(&self) -> Result<(BTreeMap<String, Tensor>, u64)> {
         let mut out = BTreeMap::new();
         for (name, s) in &self.slots {
-            out.insert(format!("m.{name}"), s.m.copy()?);
-            out.insert(format!("v.{name}"), s.v.copy()?);
+            let shape = s.var.shape();
+            out.insert(
+                format!("m.{name}"),
+                Tensor::from_slice(&s.m, shape, s.var.device())?,
+            );
+            out.insert(
+                format!("v.{name}"),
+                Tensor::from_slice(&s.v, shape, s.var.device())?,
+            );
         }
         Ok((out, self.step))
     }
@@ -118,16 +144,71 @@ impl AdamW {
                     path: "optimizer state".into(),
                     reason: format!("missing `{key}`"),
                 })?;
-                if t.dims() != dst.dims() {
+                if t.dims() != s.var.dims() {
                     return Err(crate::TrainError::Resume {
                         path: "optimizer state".into(),
-                        reason: format!("`{key}` has shape {:?}, expected {:?}", t.dims(), dst.dims()),
+                        reason: format!("`{key}` has shape {:?}, expected {:?}", t.dims(), s.var.dims()),
                     });
                 }
-                *dst = t.clone();
+                *dst = t
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
             }
         }
         self.step = step;
+        Ok(())
+    }
+}
+
+/// One AdamW update written into the parameter's storage, with the moments updated in place:
+/// a dozen elementwise tensor ops would each stream and allocate a parameter-sized buffer.
+/// The arithmetic is `torch.optim.AdamW`'s, in the same order.
+struct FusedAdamW<'a> {
+    m: RefCell<&'a mut Vec<f32>>,
+    v: RefCell<&'a mut Vec<f32>>,
+    /// `1 − lr·weight_decay`, or 1 for exempt parameters.
+    keep: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    /// `lr / (1 − β₁ᵗ)`.
+    step_size: f32,
+    /// `1 / √(1 − β₂ᵗ)`.
+    inv_sqrt_bc2: f32,
+}
+
+impl InplaceOp2 for FusedAdamW<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        p: &mut CpuStorage,
+        lp: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
+            candle_core::bail!("AdamW updates f32 parameters");
+        };
+        let (Some((p0, p1)), Some((g0, g1))) = (lp.contiguous_offsets(), lg.contiguous_offsets()) else {
+            candle_core::bail!("AdamW updates contiguous parameters");
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut m = self.m.borrow_mut();
+        let mut v = self.v.borrow_mut();
+        if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
+            candle_core::bail!("AdamW: parameter, gradient and moments differ in length");
+        }
+        for i in 0..p.len() {
+            let gi = g[i];
+            m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * gi;
+            v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * gi * gi;
+            let denom = v[i].sqrt() * self.inv_sqrt_bc2 + self.eps;
+            p[i] = p[i] * self.keep - self.step_size * m[i] / denom;
+        }
         Ok(())
     }
 }

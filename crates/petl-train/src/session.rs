@@ -103,6 +103,28 @@ impl<'m> TaskModel<'m> {
         })
     }
 
+    /// Loads an artifact for in-place serving: a diff-pruning artifact comes back as a task
+    /// model without its sparse diff (head and any other deltas only) plus the diff, to be
+    /// written into the base with [`petl_methods::diff::apply_diff`] while the task runs.
+    /// Other artifacts come back whole, with no diff.
+    pub fn from_artifact_detached(model: &'m EncoderModel, dir: &Path) -> Result<(Self, Option<SparseDiff>)> {
+        let meta = petl_artifact::load_meta(dir)?;
+        if meta.sparse_diff.is_none() {
+            return Ok((Self::from_artifact(model, dir)?, None));
+        }
+        let whole = Self::from_artifact(model, dir)?;
+        let diff = whole.delta.sparse_diff()?;
+        let mut method = whole.method().clone();
+        method
+            .deltas
+            .retain(|d| d.form != petl_methods::Form::SparseDiff {});
+        let tm = Self::new(model, &method, whole.spec.clone(), whole.head_pooling(), 0)?;
+        let mut tensors = whole.store.to_tensors()?;
+        tensors.retain(|name, _| tm.store.get(name).is_some());
+        tm.store.assign(&tensors)?;
+        Ok((tm, diff))
+    }
+
     /// Copies the head's trained state from `other` (same task and pooling).
     pub fn copy_head_from(&self, other: &TaskModel<'_>) -> Result<()> {
         for name in &self.head_names {
@@ -156,10 +178,8 @@ impl<'m> TaskModel<'m> {
         // The sparse diff's values were set from its own file when the delta was built.
         let mut tensors = tensors;
         for (name, var) in tm.store.iter() {
-            if tm.delta.is_sparse_param(name) {
-                tensors
-                    .entry(name.to_string())
-                    .or_insert_with(|| var.as_tensor().clone());
+            if tm.delta.is_sparse_param(name) && !tensors.contains_key(name) {
+                tensors.insert(name.to_string(), var.as_tensor().copy()?);
             }
         }
         tm.store.assign(&tensors)?;

@@ -21,4 +21,5 @@ pub use petl_methods as methods;
 pub use petl_metrics as metrics;
 pub use petl_models as models;
 pub use petl_ops as ops;
+pub use petl_sparse as sparse;
 pub use petl_train as train;

@@ -3,6 +3,7 @@
 //! non-adaptive baseline's first stage), or sparse at fixed positions (after projection).
 
 use super::config::{EvalGate, GroupGates, L0Gates};
+use super::fused::{ExpectedNonzero, GatedDiff};
 use super::gates::HardConcrete;
 use super::project::DenseDiff;
 use crate::error::{MethodError, Result};
@@ -11,6 +12,7 @@ use petl_models::{EncoderModel, ForwardCtx, Init, ParamStore};
 use petl_ops::DropoutRng;
 use petl_sparse::{SparseDiff, SparseTensor};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The stream the evaluation gate of [`EvalGate::Sample`] draws from: fixed, so every
 /// evaluation, the saved artifact and the projection see the same z.
@@ -191,34 +193,33 @@ impl DiffDelta {
         let Some(entry) = self.entries.get(name) else {
             return Ok(None);
         };
-        let delta = match &entry.kind {
-            EntryKind::Sparse { positions, values } => {
-                let flat = base.flatten_all()?;
-                let theta = flat.index_add(positions, &values.as_tensor().to_dtype(base.dtype())?, 0)?;
-                return Ok(Some(theta.reshape(base.shape())?));
-            }
-            EntryKind::Dense { w, .. } => match self.gate(entry, ctx)? {
-                Some(gate) => (gate * w.as_tensor())?,
-                None => w.as_tensor().clone(),
-            },
-        };
+        if let EntryKind::Sparse { positions, values } = &entry.kind {
+            let flat = base.flatten_all()?;
+            let theta = flat.index_add(positions, &values.as_tensor().to_dtype(base.dtype())?, 0)?;
+            return Ok(Some(theta.reshape(base.shape())?));
+        }
+        let delta = self.delta(entry, ctx)?;
         Ok(Some((base + delta.to_dtype(base.dtype())?)?))
     }
 
-    /// The gate tensor of a dense entry: a fresh sample in training passes, with the
-    /// pathwise gradient attached; the evaluation gate otherwise.
-    fn gate(&self, entry: &Entry, ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
-        let (
-            Some((cfg, hc)),
-            EntryKind::Dense {
-                log_alpha: Some(alpha),
-                group_log_alpha,
-                ..
-            },
-        ) = (&self.gates, &entry.kind)
+    /// δ of a dense entry: `w` itself, or `z ⊙ z_g ⊙ w` with gates drawn for this pass — fresh
+    /// in training passes, the evaluation gate otherwise — differentiable in `w` and the
+    /// log-alphas.
+    fn delta(&self, entry: &Entry, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let EntryKind::Dense {
+            w,
+            log_alpha,
+            group_log_alpha,
+        } = &entry.kind
         else {
-            return Ok(None);
+            return Err(MethodError::Model(petl_models::ModelError::BadInput(
+                "a sparse diff has no dense form".into(),
+            )));
         };
+        let (Some((cfg, family)), Some(alpha)) = (&self.gates, log_alpha) else {
+            return Ok(w.as_tensor().clone());
+        };
+        let n = alpha.elem_count();
         let mut eval_rng;
         let rng = match ctx.rng() {
             Some(rng) => Some(rng),
@@ -228,23 +229,24 @@ impl DiffDelta {
             }
             None => None,
         };
-        let draw = |rng: Option<&mut DropoutRng>, a: &[f32]| match rng {
-            Some(r) => hc.sample(a, &r.uniform(a.len())),
-            None => hc.median(a),
+        let (uniforms, group_uniform) = match rng {
+            Some(r) => {
+                let u = r.uniform(n);
+                let g = group_log_alpha.as_ref().map(|_| r.uniform(1)[0]);
+                (Some(Arc::new(u)), g)
+            }
+            None => (None, None),
         };
-        let alpha_values = alpha.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-        let n = alpha_values.len();
-        let mut rng = rng;
-        let (z, dz) = draw(rng.as_deref_mut(), &alpha_values);
-        let mut gate = with_pathwise_grad(alpha, z, dz, &entry.shape)?;
-        if let Some(group) = group_log_alpha {
-            let g = group.as_tensor().to_vec1::<f32>()?;
-            let (zg, dzg) = draw(rng, &g);
-            let zg = with_pathwise_grad(group, zg, dzg, &[1])?;
-            gate = gate.broadcast_mul(&zg)?;
-        }
-        debug_assert_eq!(gate.elem_count(), n);
-        Ok(Some(gate))
+        let op = GatedDiff {
+            family: *family,
+            uniforms,
+            group_uniform,
+        };
+        let (w, alpha) = (w.as_tensor(), alpha.as_tensor());
+        Ok(match group_log_alpha {
+            Some(g) => w.apply_op3(alpha, g.as_tensor(), op)?,
+            None => w.apply_op2(alpha, op)?,
+        })
     }
 
     /// The expected-L0 penalty, when the diff is gated.
@@ -265,11 +267,12 @@ impl DiffDelta {
                 continue;
             };
             let lambda = cfg.lambda_of(entry.bucket);
-            let p = petl_ops::sigmoid(&(alpha.as_tensor().flatten_all()? - shift)?)?.sum_all()?;
+            let count = ExpectedNonzero { shift: shift as f32 };
+            let p = alpha.as_tensor().apply_op1(count)?;
             let p_value = p.to_scalar::<f32>()? as f64;
             let (term, nonzero) = match group_log_alpha {
                 Some(g) => {
-                    let pg = petl_ops::sigmoid(&(g.as_tensor() - shift)?)?.sum_all()?;
+                    let pg = g.as_tensor().apply_op1(count)?;
                     let pg_value = pg.to_scalar::<f32>()? as f64;
                     let term = match cfg.groups {
                         GroupGates::Additive => (p + pg)?,
@@ -310,13 +313,7 @@ impl DiffDelta {
         for (name, entry) in &self.entries {
             let n: usize = entry.shape.iter().product();
             let values = match &entry.kind {
-                EntryKind::Dense { w, .. } => {
-                    let d = match self.gate(entry, &mut ctx)? {
-                        Some(g) => (g * w.as_tensor())?,
-                        None => w.as_tensor().clone(),
-                    };
-                    d.flatten_all()?.to_vec1::<f32>()?
-                }
+                EntryKind::Dense { .. } => self.delta(entry, &mut ctx)?.flatten_all()?.to_vec1::<f32>()?,
                 EntryKind::Sparse { positions, values } => {
                     let zeros = Tensor::zeros(n, DType::F32, values.device())?;
                     zeros
@@ -368,17 +365,6 @@ impl DiffDelta {
         }
         Ok(out)
     }
-}
-
-/// `z` as a tensor whose gradient with respect to `alpha` is `dz` (elementwise): the value is
-/// exactly `z`, because `α − detach(α)` is exactly zero.
-fn with_pathwise_grad(alpha: &Var, z: Vec<f32>, dz: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
-    let device = alpha.device();
-    let z = Tensor::from_vec(z, shape, device)?;
-    let dz = Tensor::from_vec(dz, shape, device)?;
-    let a = alpha.as_tensor();
-    let zero_with_grad = (a - a.detach())?;
-    Ok((z + (zero_with_grad * dz)?)?)
 }
 
 /// Positions as the `u32` index tensor `index_add` takes, checked against the tensor size.

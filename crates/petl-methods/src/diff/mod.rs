@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod config;
 pub(crate) mod delta;
+mod fused;
 pub mod gates;
 pub mod project;
 
