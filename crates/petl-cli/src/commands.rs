@@ -78,7 +78,7 @@ fn catalog_names(kind: AssetKind) -> String {
         .join(", ")
 }
 
-fn task_source(a: &TaskArgs) -> Result<TaskSource> {
+pub(crate) fn task_source(a: &TaskArgs) -> Result<TaskSource> {
     if let Some(train) = &a.train_file {
         let kind = if a.regression {
             TableKind::Regression

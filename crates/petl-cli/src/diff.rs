@@ -310,10 +310,11 @@ fn plot(s: &Stats) -> String {
 /// Loads one base and evaluates several artifacts on their own tasks, writing sparse diffs
 /// into the base and taking them out again between tasks.
 pub fn eval_many(a: &EvalArgs) -> Result<()> {
-    let data_dir =
-        a.task.data_dir.clone().context(
-            "evaluating several artifacts needs --data-dir (each is evaluated on its own GLUE task)",
-        )?;
+    // Each artifact on its own GLUE task, or all on one table (--train-file/--dev-file).
+    let table = match a.task.train_file {
+        Some(_) => Some(crate::commands::task_source(&a.task)?),
+        None => None,
+    };
     let (model, encoder) = load_base(&a.model, a.max_len)?;
     let fingerprint_before = base_checksum(&model)?;
     struct Task<'m> {
@@ -329,7 +330,36 @@ pub fn eval_many(a: &EvalArgs) -> Result<()> {
         let (tm, diff) = TaskModel::from_artifact_detached(&model, &dir)
             .with_context(|| format!("cannot load {}", dir.display()))?;
         let name = tm.spec().name.clone();
-        let data = dev_set(&name, &data_dir, &encoder, a.eval_rows)?;
+        let data = match &table {
+            Some(TaskSource::Table {
+                name: table_name,
+                dev: Some(dev),
+                ..
+            }) => {
+                let mut ds = petl::data::read_table(dev, table_name)?;
+                if ds.spec.labels() != tm.spec().labels() {
+                    bail!(
+                        "{} was trained for labels {:?}, but {} has {:?}",
+                        dir.display(),
+                        tm.spec().labels(),
+                        dev.path.display(),
+                        ds.spec.labels()
+                    );
+                }
+                if let Some(n) = a.eval_rows {
+                    ds.truncate(n);
+                }
+                encoder.encode_all(&ds)?
+            }
+            Some(_) => bail!("evaluating on a table needs --dev-file"),
+            None => {
+                let data_dir = a.task.data_dir.as_ref().context(
+                    "evaluating several artifacts needs --data-dir (each on its own GLUE task) \
+                     or --train-file with --dev-file",
+                )?;
+                dev_set(&name, data_dir, &encoder, a.eval_rows)?
+            }
+        };
         tasks.push(Task {
             name,
             tm,

@@ -109,3 +109,89 @@ fn an_artifact_for_another_base_is_refused() {
         .to_string();
     assert!(err.contains("trained on base model"), "{err}");
 }
+
+/// A diff-pruning artifact: a real sparse diff (a projection of a perturbed first stage)
+/// saved with its head reloads to the same logits bit for bit, in f32; half-precision values
+/// reload as their rounding; a damaged sparse file and another base are clear errors.
+#[test]
+fn a_sparse_diff_artifact_round_trips_and_damage_is_named() {
+    use petl_methods::diff::{project, Projection};
+    let base = model("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let stage1 = TaskModel::new(
+        &base,
+        &petl_methods::preset("diff-pruning").unwrap(),
+        spec(),
+        Pooling::Cls,
+        3,
+    )
+    .unwrap();
+    perturb(&stage1);
+    let diffs = stage1.delta().dense_diffs(&base).unwrap().unwrap();
+    let keep = Projection::default().keep_count(base.num_base_params()) * 20;
+    let sparse = project(&diffs, keep).unwrap();
+    let method = petl_train::diff_pipeline::sparse_method(stage1.method());
+    let mut tm = TaskModel::with_sparse_diff(&base, &method, spec(), Pooling::Cls, 0, Some(&sparse)).unwrap();
+    tm.copy_head_from(&stage1).unwrap();
+    let before = logits(&tm);
+    let path = dir.path().join("f32");
+    tm.save_artifact(&path).unwrap();
+    let meta = petl_artifact::load_meta(&path).unwrap();
+    let sd = meta.sparse_diff.clone().unwrap();
+    assert_eq!(sd.nnz as usize, keep);
+    let report = petl_sparse::decode(&std::fs::read(path.join(petl_artifact::SPARSE_FILE)).unwrap())
+        .unwrap()
+        .report;
+    assert_eq!(report.file_bytes, sd.bytes);
+    assert!(
+        report.ratio_to_bound() <= 1.2,
+        "positions {:.3}× the bound",
+        report.ratio_to_bound()
+    );
+    let back = TaskModel::from_artifact(&base, &path).unwrap();
+    assert_eq!(before, logits(&back), "reloaded logits differ");
+    assert_eq!(back.delta().sparse_diff().unwrap().unwrap(), sparse);
+
+    // f16 values: what reloads is each value rounded to half precision.
+    tm.set_value_dtype(petl_sparse::ValueDType::F16);
+    let half = dir.path().join("f16");
+    tm.save_artifact(&half).unwrap();
+    let back = TaskModel::from_artifact(&base, &half).unwrap();
+    let got = back.delta().sparse_diff().unwrap().unwrap();
+    for (name, t) in &sparse.tensors {
+        let rounded: Vec<f32> = t
+            .values
+            .iter()
+            .map(|v| petl_sparse::ValueDType::F16.round_trip(*v))
+            .collect();
+        assert_eq!(got.tensors[name].values, rounded, "{name}");
+    }
+
+    // Damage: truncated, one flipped byte, missing.
+    let file = path.join(petl_artifact::SPARSE_FILE);
+    let bytes = std::fs::read(&file).unwrap();
+    for damaged in [bytes[..bytes.len() / 2].to_vec(), {
+        let mut b = bytes.clone();
+        b[bytes.len() / 2] ^= 0x40;
+        b
+    }] {
+        std::fs::write(&file, &damaged).unwrap();
+        let e = TaskModel::from_artifact(&base, &path).err().unwrap().to_string();
+        assert!(
+            e.contains("invalid sparse diff") && e.contains("diff.sparse"),
+            "{e}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+    let e = TaskModel::from_artifact(&base, &path).err().unwrap().to_string();
+    assert!(e.contains("diff.sparse"), "{e}");
+
+    // Another base model is refused before the diff is read.
+    std::fs::write(&file, &bytes).unwrap();
+    let roberta = model("tiny-roberta");
+    let e = TaskModel::from_artifact(&roberta, &path)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("trained on base model"), "{e}");
+}
