@@ -3,13 +3,12 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
 use common::{batch, build, check_gradients, max_abs_diff, ripple, tiny};
 use petl_methods::{
     merge_into, AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
     PrefixActivation, Scale, Site,
 };
-use petl_models::{EncoderModel, ForwardCtx, Proj};
+use petl_models::{ForwardCtx, Proj};
 
 fn bottleneck(norm: AdapterNorm) -> Form {
     Form::Bottleneck {

@@ -1,5 +1,6 @@
 use crate::Result;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -202,13 +203,22 @@ impl InplaceOp2 for FusedAdamW<'_> {
         if p.len() != g.len() || p.len() != m.len() || p.len() != v.len() {
             candle_core::bail!("AdamW: parameter, gradient and moments differ in length");
         }
-        for i in 0..p.len() {
-            let gi = g[i];
-            m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * gi;
-            v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * gi * gi;
-            let denom = v[i].sqrt() * self.inv_sqrt_bc2 + self.eps;
-            p[i] = p[i] * self.keep - self.step_size * m[i] / denom;
-        }
+        const CHUNK: usize = 1 << 15;
+        let (b1, b2, eps, keep, step, inv) =
+            (self.beta1, self.beta2, self.eps, self.keep, self.step_size, self.inv_sqrt_bc2);
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for i in 0..p.len() {
+                    let gi = g[i];
+                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    let denom = v[i].sqrt() * inv + eps;
+                    p[i] = p[i] * keep - step * m[i] / denom;
+                }
+            });
         Ok(())
     }
 }

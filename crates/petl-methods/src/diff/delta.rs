@@ -4,7 +4,7 @@
 
 use super::config::{EvalGate, GroupGates, L0Gates};
 use super::fused::{ExpectedNonzero, GatedDiff};
-use super::gates::HardConcrete;
+use super::gates::{logistic_noise, HardConcrete};
 use super::project::DenseDiff;
 use crate::error::{MethodError, Result};
 use candle_core::{DType, Tensor, Var};
@@ -12,6 +12,7 @@ use petl_models::{EncoderModel, ForwardCtx, Init, ParamStore};
 use petl_ops::DropoutRng;
 use petl_sparse::{SparseDiff, SparseTensor};
 use std::collections::BTreeMap;
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// The stream the evaluation gate of [`EvalGate::Sample`] draws from: fixed, so every
@@ -229,19 +230,15 @@ impl DiffDelta {
             }
             None => None,
         };
-        let (uniforms, group_uniform) = match rng {
+        let (noise, group_noise) = match rng {
             Some(r) => {
-                let u = r.uniform(n);
-                let g = group_log_alpha.as_ref().map(|_| r.uniform(1)[0]);
-                (Some(Arc::new(u)), g)
+                let noise: Vec<f32> = r.uniform(n).par_iter().map(|&u| logistic_noise(u)).collect();
+                let g = group_log_alpha.as_ref().map_or(0.0, |_| logistic_noise(r.uniform(1)[0]));
+                (Some(Arc::new(noise)), g)
             }
-            None => (None, None),
+            None => (None, 0.0),
         };
-        let op = GatedDiff {
-            family: *family,
-            uniforms,
-            group_uniform,
-        };
+        let op = GatedDiff::new(*family, noise, group_noise);
         let (w, alpha) = (w.as_tensor(), alpha.as_tensor());
         Ok(match group_log_alpha {
             Some(g) => w.apply_op3(alpha, g.as_tensor(), op)?,
@@ -267,12 +264,11 @@ impl DiffDelta {
                 continue;
             };
             let lambda = cfg.lambda_of(entry.bucket);
-            let count = ExpectedNonzero { shift: shift as f32 };
-            let p = alpha.as_tensor().apply_op1(count)?;
+            let p = alpha.as_tensor().apply_op1(ExpectedNonzero::new(shift as f32))?;
             let p_value = p.to_scalar::<f32>()? as f64;
             let (term, nonzero) = match group_log_alpha {
                 Some(g) => {
-                    let pg = g.as_tensor().apply_op1(count)?;
+                    let pg = g.as_tensor().apply_op1(ExpectedNonzero::new(shift as f32))?;
                     let pg_value = pg.to_scalar::<f32>()? as f64;
                     let term = match cfg.groups {
                         GroupGates::Additive => (p + pg)?,

@@ -1,59 +1,110 @@
 //! Fused CPU kernels for the gated diff: diff pruning touches every base parameter on every
 //! step, so composing `z`, `dz/dα`, `z ⊙ w` and `θ₀ + δ` from generic tensor ops would
-//! allocate and stream a model-sized buffer per op. One pass forward and one backward keep
-//! the L0 stage within a small factor of full fine-tuning.
+//! allocate and stream a model-sized buffer per op. One parallel pass forward (which keeps the
+//! gates and their derivatives for the backward pass) and one backward keep the L0 stage
+//! within a small factor of full fine-tuning.
 
 use super::gates::HardConcrete;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use std::sync::Arc;
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// Elements per parallel work item.
+const CHUNK: usize = 1 << 15;
 
 /// `δ = z ⊙ z_g ⊙ w` for element log-alphas α (and optionally one group log-alpha), with
-/// gates drawn from fixed uniforms (`None`: the median gate). Backward gives `∂w = g·z·z_g`,
-/// `∂α = g·w·z_g·dz/dα` and `∂α_g = Σ g·w·z·dz_g/dα_g`, the reference code's hand-written
-/// gradients.
-#[derive(Debug, Clone)]
+/// gates drawn from fixed logistic noise (`None`: the median gate). Backward gives
+/// `∂w = g·z·z_g`, `∂α = g·w·z_g·dz/dα` and `∂α_g = Σ g·w·z·dz_g/dα_g`, the reference code's
+/// hand-written gradients.
+#[derive(Debug)]
 pub(crate) struct GatedDiff {
-    pub(crate) family: HardConcrete,
-    pub(crate) uniforms: Option<Arc<Vec<f32>>>,
-    pub(crate) group_uniform: Option<f32>,
+    family: HardConcrete,
+    noise: Option<Arc<Vec<f32>>>,
+    group_noise: f32,
+    /// `(z, dz/dα)` from the forward pass, for the backward pass.
+    saved: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl GatedDiff {
-    fn gates(&self, alpha: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        match &self.uniforms {
-            Some(u) => self.family.sample(alpha, u),
-            None => self.family.median(alpha),
+    pub(crate) fn new(family: HardConcrete, noise: Option<Arc<Vec<f32>>>, group_noise: f32) -> Self {
+        Self {
+            family,
+            noise,
+            group_noise,
+            saved: Mutex::new(None),
         }
+    }
+
+    fn gates(&self, alpha: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        if let Some(n) = &self.noise {
+            if n.len() != alpha.len() {
+                candle_core::bail!("gated diff: {} noise draws for {} gates", n.len(), alpha.len());
+            }
+        }
+        let mut z = vec![0f32; alpha.len()];
+        let mut dz = vec![0f32; alpha.len()];
+        z.par_chunks_mut(CHUNK)
+            .zip(dz.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (z, dz))| {
+                let start = c * CHUNK;
+                for i in 0..z.len() {
+                    let noise = self.noise.as_ref().map_or(0.0, |n| n[start + i]);
+                    (z[i], dz[i]) = self.family.gate_from_noise(alpha[start + i], noise);
+                }
+            });
+        Ok((z, dz))
     }
 
     fn group_gate(&self, alpha_g: f32) -> (f32, f32) {
-        let (z, dz) = match self.group_uniform {
-            Some(u) => self.family.sample(&[alpha_g], &[u]),
-            None => self.family.median(&[alpha_g]),
-        };
-        (z[0], dz[0])
+        let noise = if self.noise.is_some() { self.group_noise } else { 0.0 };
+        self.family.gate_from_noise(alpha_g, noise)
     }
 
     fn forward(&self, w: &[f32], alpha: &[f32], group: f32) -> Result<Vec<f32>> {
-        if w.len() != alpha.len() || self.uniforms.as_ref().is_some_and(|u| u.len() != w.len()) {
-            candle_core::bail!("gated diff: w, α and u differ in length");
+        if w.len() != alpha.len() {
+            candle_core::bail!("gated diff: w and α differ in length");
         }
-        let (z, _) = self.gates(alpha);
-        Ok(w.iter().zip(&z).map(|(w, z)| w * z * group).collect())
+        let (z, dz) = self.gates(alpha)?;
+        let mut out = vec![0f32; w.len()];
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            let start = c * CHUNK;
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = w[start + i] * z[start + i] * group;
+            }
+        });
+        if let Ok(mut saved) = self.saved.lock() {
+            *saved = Some((z, dz));
+        }
+        Ok(out)
     }
 
     /// Gradients for w and α, and `Σ g·w·z` (the group gate's gradient before `dz_g/dα_g`).
-    fn backward(&self, w: &[f32], alpha: &[f32], grad: &[f32], group: f32) -> (Vec<f32>, Vec<f32>, f32) {
-        let (z, dz) = self.gates(alpha);
-        let mut gw = Vec::with_capacity(w.len());
-        let mut ga = Vec::with_capacity(w.len());
-        let mut gg = 0f64;
-        for i in 0..w.len() {
-            gw.push(grad[i] * z[i] * group);
-            ga.push(grad[i] * w[i] * group * dz[i]);
-            gg += (grad[i] * w[i] * z[i]) as f64;
-        }
-        (gw, ga, gg as f32)
+    fn backward(&self, w: &[f32], alpha: &[f32], grad: &[f32], group: f32) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+        let saved = self.saved.lock().ok().and_then(|mut s| s.take());
+        let (z, dz) = match saved {
+            Some(s) => s,
+            None => self.gates(alpha)?,
+        };
+        let mut gw = vec![0f32; w.len()];
+        let mut ga = vec![0f32; w.len()];
+        let gg: f64 = gw
+            .par_chunks_mut(CHUNK)
+            .zip(ga.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(c, (gw, ga))| {
+                let start = c * CHUNK;
+                let mut acc = 0f64;
+                for i in 0..gw.len() {
+                    let k = start + i;
+                    gw[i] = grad[k] * z[k] * group;
+                    ga[i] = grad[k] * w[k] * group * dz[k];
+                    acc += (grad[k] * w[k] * z[k]) as f64;
+                }
+                acc
+            })
+            .sum();
+        Ok((gw, ga, gg as f32))
     }
 }
 
@@ -62,28 +113,14 @@ impl CustomOp2 for GatedDiff {
         "gated-diff"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = self.forward(slice(s1, l1)?, slice(s2, l2)?, 1.0)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        w: &Tensor,
-        alpha: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (gw, ga, _) = with_host(w, |w| {
-            with_host(alpha, |a| with_host(&grad, |g| Ok(self.backward(w, a, g, 1.0))))
-        })?;
+    fn bwd(&self, w: &Tensor, alpha: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gw, ga, _) =
+            with_host(w, |w| with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, 1.0))))?;
         Ok((
             Some(Tensor::from_vec(gw, w.shape(), w.device())?),
             Some(Tensor::from_vec(ga, alpha.shape(), alpha.device())?),
@@ -118,34 +155,32 @@ impl CustomOp3 for GatedDiff {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (zg, dzg) = self.group_gate(
-            alpha_g
-                .flatten_all()?
-                .to_vec1::<f32>()?
-                .first()
-                .copied()
-                .unwrap_or(0.0),
-        );
-        let (gw, ga, gg) = with_host(w, |w| {
-            with_host(alpha, |a| with_host(&grad, |g| Ok(self.backward(w, a, g, zg))))
-        })?;
+        let (zg, dzg) = self.group_gate(with_host(alpha_g, scalar)?);
+        let (gw, ga, gg) =
+            with_host(w, |w| with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, zg))))?;
         Ok((
             Some(Tensor::from_vec(gw, w.shape(), w.device())?),
             Some(Tensor::from_vec(ga, alpha.shape(), alpha.device())?),
-            Some(Tensor::from_vec(
-                vec![gg * dzg],
-                alpha_g.shape(),
-                alpha_g.device(),
-            )?),
+            Some(Tensor::from_vec(vec![gg * dzg], alpha_g.shape(), alpha_g.device())?),
         ))
     }
 }
 
-/// `Σ σ(α − shift)` (the expected number of nonzero gates), with gradient `σ(1 − σ)`.
-#[derive(Debug, Clone, Copy)]
+/// `Σ σ(α − shift)` (the expected number of nonzero gates), with gradient `σ(1 − σ)`, kept
+/// from the forward pass.
+#[derive(Debug)]
 pub(crate) struct ExpectedNonzero {
-    pub(crate) shift: f32,
+    shift: f32,
+    slopes: Mutex<Option<Vec<f32>>>,
+}
+
+impl ExpectedNonzero {
+    pub(crate) fn new(shift: f32) -> Self {
+        Self {
+            shift,
+            slopes: Mutex::new(None),
+        }
+    }
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -158,20 +193,42 @@ impl CustomOp1 for ExpectedNonzero {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let sum: f64 = slice(s, l)?.iter().map(|&a| sigmoid(a - self.shift) as f64).sum();
+        let alpha = slice(s, l)?;
+        let mut slopes = vec![0f32; alpha.len()];
+        let sum: f64 = slopes
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, slopes)| {
+                let start = c * CHUNK;
+                let mut acc = 0f64;
+                for (i, d) in slopes.iter_mut().enumerate() {
+                    let p = sigmoid(alpha[start + i] - self.shift);
+                    *d = p * (1.0 - p);
+                    acc += p as f64;
+                }
+                acc
+            })
+            .sum();
+        if let Ok(mut s) = self.slopes.lock() {
+            *s = Some(slopes);
+        }
         Ok((CpuStorage::F32(vec![sum as f32]), Shape::from(())))
     }
 
     fn bwd(&self, alpha: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.to_scalar::<f32>()?;
-        let out = with_host(alpha, |a| {
-            Ok(a.iter()
-                .map(|&a| {
-                    let s = sigmoid(a - self.shift);
-                    g * s * (1.0 - s)
-                })
-                .collect::<Vec<f32>>())
-        })?;
+        let slopes = match self.slopes.lock().ok().and_then(|mut s| s.take()) {
+            Some(s) => s,
+            None => with_host(alpha, |a| {
+                Ok(a.iter()
+                    .map(|&a| {
+                        let p = sigmoid(a - self.shift);
+                        p * (1.0 - p)
+                    })
+                    .collect())
+            })?,
+        };
+        let out: Vec<f32> = slopes.par_iter().map(|d| g * d).collect();
         Ok(Some(Tensor::from_vec(out, alpha.shape(), alpha.device())?))
     }
 }

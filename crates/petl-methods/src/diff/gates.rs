@@ -32,15 +32,17 @@ impl HardConcrete {
     /// `s = σ((log u − log(1−u) + α)/β)`, `s̄ = s(r−l) + l`, `z = min(1, max(0, s̄))`,
     /// `dz/dα = 1[0 < s̄ < 1]·(r−l)·s(1−s)/β`.
     pub fn sample(&self, alpha: &[f32], u: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mut z = Vec::with_capacity(alpha.len());
-        let mut dz = Vec::with_capacity(alpha.len());
-        for (&a, &u) in alpha.iter().zip(u) {
-            let u = u.clamp(1e-4, 1.0 - 1e-4);
-            let (g, d) = self.gate((u.ln() - (1.0 - u).ln() + a) / self.temperature);
-            z.push(g);
-            dz.push(d);
-        }
-        (z, dz)
+        alpha
+            .iter()
+            .zip(u)
+            .map(|(&a, &u)| self.gate_from_noise(a, logistic_noise(u)))
+            .unzip()
+    }
+
+    /// The gate and its derivative for log-alpha `alpha` and logistic noise
+    /// `log u − log(1−u)` (0 for the median gate).
+    pub fn gate_from_noise(&self, alpha: f32, noise: f32) -> (f32, f32) {
+        self.gate((noise + alpha) / self.temperature)
     }
 
     /// The median gate (u = ½): `min(1, max(0, σ(α/β)(r−l) + l))`, deterministic, with its
@@ -49,7 +51,7 @@ impl HardConcrete {
         alpha.iter().map(|&a| self.gate(a / self.temperature)).unzip()
     }
 
-    fn gate(&self, logit: f32) -> (f32, f32) {
+    pub(crate) fn gate(&self, logit: f32) -> (f32, f32) {
         let s = 1.0 / (1.0 + (-logit).exp());
         let width = self.upper - self.lower;
         let stretched = s * width + self.lower;
@@ -71,6 +73,13 @@ impl HardConcrete {
     pub fn prob_nonzero(&self, alpha: f64) -> f64 {
         1.0 / (1.0 + (-(alpha - self.log_ratio())).exp())
     }
+}
+
+/// `log u − log(1−u)` for a uniform draw, with u clamped to [1e-4, 1 − 1e-4] as the reference
+/// code does.
+pub fn logistic_noise(u: f32) -> f32 {
+    let u = u.clamp(1e-4, 1.0 - 1e-4);
+    (u / (1.0 - u)).ln()
 }
 
 #[cfg(test)]
