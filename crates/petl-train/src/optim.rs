@@ -204,8 +204,14 @@ impl InplaceOp2 for FusedAdamW<'_> {
             candle_core::bail!("AdamW: parameter, gradient and moments differ in length");
         }
         const CHUNK: usize = 1 << 15;
-        let (b1, b2, eps, keep, step, inv) =
-            (self.beta1, self.beta2, self.eps, self.keep, self.step_size, self.inv_sqrt_bc2);
+        let (b1, b2, eps, keep, step, inv) = (
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.keep,
+            self.step_size,
+            self.inv_sqrt_bc2,
+        );
         p.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))

@@ -11,8 +11,8 @@ use candle_core::{DType, Tensor, Var};
 use petl_models::{EncoderModel, ForwardCtx, Init, ParamStore};
 use petl_ops::DropoutRng;
 use petl_sparse::{SparseDiff, SparseTensor};
-use std::collections::BTreeMap;
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The stream the evaluation gate of [`EvalGate::Sample`] draws from: fixed, so every
@@ -233,7 +233,9 @@ impl DiffDelta {
         let (noise, group_noise) = match rng {
             Some(r) => {
                 let noise: Vec<f32> = r.uniform(n).par_iter().map(|&u| logistic_noise(u)).collect();
-                let g = group_log_alpha.as_ref().map_or(0.0, |_| logistic_noise(r.uniform(1)[0]));
+                let g = group_log_alpha
+                    .as_ref()
+                    .map_or(0.0, |_| logistic_noise(r.uniform(1)[0]));
                 (Some(Arc::new(noise)), g)
             }
             None => (None, 0.0),

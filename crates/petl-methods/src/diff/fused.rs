@@ -57,7 +57,11 @@ impl GatedDiff {
     }
 
     fn group_gate(&self, alpha_g: f32) -> (f32, f32) {
-        let noise = if self.noise.is_some() { self.group_noise } else { 0.0 };
+        let noise = if self.noise.is_some() {
+            self.group_noise
+        } else {
+            0.0
+        };
         self.family.gate_from_noise(alpha_g, noise)
     }
 
@@ -80,7 +84,13 @@ impl GatedDiff {
     }
 
     /// Gradients for w and α, and `Σ g·w·z` (the group gate's gradient before `dz_g/dα_g`).
-    fn backward(&self, w: &[f32], alpha: &[f32], grad: &[f32], group: f32) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+    fn backward(
+        &self,
+        w: &[f32],
+        alpha: &[f32],
+        grad: &[f32],
+        group: f32,
+    ) -> Result<(Vec<f32>, Vec<f32>, f32)> {
         let saved = self.saved.lock().ok().and_then(|mut s| s.take());
         let (z, dz) = match saved {
             Some(s) => s,
@@ -113,14 +123,27 @@ impl CustomOp2 for GatedDiff {
         "gated-diff"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let out = self.forward(slice(s1, l1)?, slice(s2, l2)?, 1.0)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, w: &Tensor, alpha: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gw, ga, _) =
-            with_host(w, |w| with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, 1.0))))?;
+    fn bwd(
+        &self,
+        w: &Tensor,
+        alpha: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gw, ga, _) = with_host(w, |w| {
+            with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, 1.0)))
+        })?;
         Ok((
             Some(Tensor::from_vec(gw, w.shape(), w.device())?),
             Some(Tensor::from_vec(ga, alpha.shape(), alpha.device())?),
@@ -156,12 +179,17 @@ impl CustomOp3 for GatedDiff {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (zg, dzg) = self.group_gate(with_host(alpha_g, scalar)?);
-        let (gw, ga, gg) =
-            with_host(w, |w| with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, zg))))?;
+        let (gw, ga, gg) = with_host(w, |w| {
+            with_host(alpha, |a| with_host(grad, |g| self.backward(w, a, g, zg)))
+        })?;
         Ok((
             Some(Tensor::from_vec(gw, w.shape(), w.device())?),
             Some(Tensor::from_vec(ga, alpha.shape(), alpha.device())?),
-            Some(Tensor::from_vec(vec![gg * dzg], alpha_g.shape(), alpha_g.device())?),
+            Some(Tensor::from_vec(
+                vec![gg * dzg],
+                alpha_g.shape(),
+                alpha_g.device(),
+            )?),
         ))
     }
 }
