@@ -399,7 +399,16 @@ fn add_penalty(tm: &TaskModel<'_>, grads: &mut BTreeMap<String, Tensor>) -> Resu
         return Ok(None);
     };
     let value = p.loss.to_scalar::<f32>()? as f64;
-    let store = p.loss.backward()?;
+    add_gradients(tm, &p.loss.backward()?, grads)?;
+    Ok(Some((value, p.expected_density)))
+}
+
+/// Adds the gradients `store` holds for `tm`'s parameters into `grads`.
+fn add_gradients(
+    tm: &TaskModel<'_>,
+    store: &candle_core::backprop::GradStore,
+    grads: &mut BTreeMap<String, Tensor>,
+) -> Result<()> {
     for (name, var) in tm.params().iter() {
         if let Some(g) = store.get(var) {
             let g = match grads.remove(name) {
@@ -409,7 +418,7 @@ fn add_penalty(tm: &TaskModel<'_>, grads: &mut BTreeMap<String, Tensor>) -> Resu
             grads.insert(name.to_string(), g);
         }
     }
-    Ok(Some((value, p.expected_density)))
+    Ok(())
 }
 
 /// Whether an evaluation is due after `step` of `total`: every `every` steps and after the last,
@@ -456,16 +465,7 @@ fn accumulate(
         let weight = indices.len() as f64 / total as f64;
         let loss = (tm.loss(&batch, ctx)? * weight)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
-        let store = loss.backward()?;
-        for (name, var) in tm.params().iter() {
-            if let Some(g) = store.get(var) {
-                let g = match grads.remove(name) {
-                    Some(acc) => (acc + g)?,
-                    None => g.clone(),
-                };
-                grads.insert(name.to_string(), g);
-            }
-        }
+        add_gradients(tm, &loss.backward()?, &mut grads)?;
     }
     Ok((loss_sum, total, grads))
 }

@@ -5,7 +5,7 @@
 //! `θ₀[p]`; remove writes those back. Subtracting δ again would not restore θ₀ bit for bit
 //! (`(a + b) − b ≠ a` in floating point), so the originals are what is kept.
 
-use super::delta::to_index_tensor;
+use super::delta::{base_tensor_for, to_index_tensor};
 use crate::error::{MethodError, Result};
 use candle_core::Tensor;
 use petl_models::EncoderModel;
@@ -41,18 +41,7 @@ impl AppliedDiff {
 pub fn apply_diff(model: &EncoderModel, diff: &SparseDiff) -> Result<AppliedDiff> {
     let mut planned = Vec::with_capacity(diff.tensors.len());
     for (name, t) in &diff.tensors {
-        let base = model.base_params().get(name).ok_or_else(|| {
-            bad(format!(
-                "the diff changes {name}, which this base model does not have"
-            ))
-        })?;
-        if base.dims() != t.shape.as_slice() {
-            return Err(bad(format!(
-                "the diff of {name} has shape {:?}; the base tensor is {:?}",
-                t.shape,
-                base.dims()
-            )));
-        }
+        let base = base_tensor_for(model, name, t)?;
         if t.positions.is_empty() {
             continue;
         }

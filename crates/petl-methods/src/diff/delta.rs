@@ -146,21 +146,9 @@ impl DiffDelta {
         model: &EncoderModel,
         store: &mut ParamStore,
     ) -> Result<Self> {
-        let bad = |reason: String| MethodError::Model(petl_models::ModelError::BadInput(reason));
         let mut entries = BTreeMap::new();
         for (index, (name, t)) in diff.tensors.iter().enumerate() {
-            let base = model.base_params().get(name).ok_or_else(|| {
-                bad(format!(
-                    "the sparse diff changes {name}, which this base model does not have"
-                ))
-            })?;
-            if base.dims() != t.shape.as_slice() {
-                return Err(bad(format!(
-                    "the sparse diff of {name} has shape {:?}; the base tensor is {:?}",
-                    t.shape,
-                    base.dims()
-                )));
-            }
+            let base = base_tensor_for(model, name, t)?;
             let n = t.positions.len();
             let positions = to_index_tensor(&t.positions, base.elem_count(), name, base.device())?;
             let values = store.create(
@@ -363,6 +351,28 @@ impl DiffDelta {
         }
         Ok(out)
     }
+}
+
+/// The base tensor a sparse diff's tensor `name` changes, checked to exist with its shape.
+pub(crate) fn base_tensor_for<'m>(
+    model: &'m EncoderModel,
+    name: &str,
+    t: &SparseTensor,
+) -> Result<&'m Tensor> {
+    let bad = |reason: String| MethodError::Model(petl_models::ModelError::BadInput(reason));
+    let base = model.base_params().get(name).ok_or_else(|| {
+        bad(format!(
+            "the diff changes {name}, which this base model does not have"
+        ))
+    })?;
+    if base.dims() != t.shape.as_slice() {
+        return Err(bad(format!(
+            "the diff of {name} has shape {:?}; the base tensor is {:?}",
+            t.shape,
+            base.dims()
+        )));
+    }
+    Ok(base)
 }
 
 /// Positions as the `u32` index tensor `index_add` takes, checked against the tensor size.
