@@ -3,6 +3,7 @@
 scripts/diff-pruning-results.sh): dev metric per task and method, bytes per task, what the
 L0 stage did, the density sweep and training cost. Missing runs show as "–"."""
 import json
+import math
 import os
 import sys
 
@@ -85,7 +86,10 @@ for t in tasks:
         p = r["projection"]
         s = p["size"]
         nnz = max(p["kept"], 1)
-        bound = s.get("bound_global_bits")
+        n = sum(t["numel"] for t in s["tensors"])
+        k = sum(t["nnz"] for t in s["tensors"])
+        # log2 C(n, k): the bits any code needs for an arbitrary k-subset of n positions.
+        bound = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
         out.append(
             f"| {t} | {key} | {fmt(100 * (r['stage1']['dev_headline'] or 0))} | {100 * p['density_before']:.2f}% | "
             f"{p['kept']} | {s['file_bytes'] / nnz:.2f} | {s['position_bits'] / nnz:.2f} | "
