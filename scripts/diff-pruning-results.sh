@@ -29,8 +29,7 @@ common() {
   local task=$1 len=128
   case $task in sst2|cola) len=64 ;; esac
   echo --model minilm --data-dir "$GLUE" --task "$task" --pooling mean --train-rows "$ROWS" \
-    --eval-rows 500 --epochs 3 --batch-size 16 --warmup-ratio 0.06 --weight-decay 0.01 \
-    --seed 1 --max-len "$len" --lr 1e-4 --no-progress -q
+    --eval-rows 500 --epochs 3 --batch-size 16 --seed 1 --max-len "$len" --no-progress -q
 }
 FT_LR=5e-4
 DP_SET=(--set method.delta.0.form.projection.finetune_lr=$FT_LR --set method.delta.0.form.l0.lambda=${LAMBDA:-1e-5})
@@ -41,7 +40,8 @@ train_run() { # task method-name preset [extra args]
   [ -f "$dir/metrics.json" ] && return 0
   rm -rf "$dir"
   echo "== $task $name" >&2
-  "$BIN" train $(common "$task") --method "$preset" "$@" --out "$dir"
+  "$BIN" train $(common "$task") --lr 1e-4 --warmup-ratio 0.06 --weight-decay 0.01 \
+    --method "$preset" "$@" --out "$dir"
 }
 
 fixed_mask_run() { # task name from-artifact density

@@ -70,9 +70,6 @@ pub struct DiffProjectArgs {
     /// Artifact directory to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Only print warnings and errors.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

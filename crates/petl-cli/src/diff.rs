@@ -40,7 +40,7 @@ fn project(a: DiffProjectArgs, quiet: bool) -> Result<()> {
     let from = artifact_dir(&a.artifact);
     let s = project_artifact(&model, &from, &projection, &a.out)
         .with_context(|| format!("cannot project {}", from.display()))?;
-    if !(a.quiet || quiet) {
+    if !quiet {
         println!(
             "kept {} of {} entries ({:.3}% of the base; {:.2}% were nonzero before), |δ| ≥ {:.3e}",
             s.kept,
