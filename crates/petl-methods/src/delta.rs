@@ -238,6 +238,7 @@ impl Delta {
                 DenseDiff {
                     shape: base.dims().to_vec(),
                     values: delta.flatten_all()?.to_vec1::<f32>()?,
+                    tiebreak: None,
                 },
             );
         }

@@ -298,6 +298,15 @@ impl DiffDelta {
         let mut out = BTreeMap::new();
         for (name, entry) in &self.entries {
             let n: usize = entry.shape.iter().product();
+            // A gated diff ranks entries its gates closed by the ungated |w|.
+            let tiebreak = match &entry.kind {
+                EntryKind::Dense {
+                    w,
+                    log_alpha: Some(_),
+                    ..
+                } => Some(w.as_tensor().flatten_all()?.to_vec1::<f32>()?),
+                _ => None,
+            };
             let values = match &entry.kind {
                 EntryKind::Dense { .. } => self.delta(entry, &mut ctx)?.flatten_all()?.to_vec1::<f32>()?,
                 EntryKind::Sparse { positions, values } => {
@@ -312,6 +321,7 @@ impl DiffDelta {
                 DenseDiff {
                     shape: entry.shape.clone(),
                     values,
+                    tiebreak,
                 },
             );
         }

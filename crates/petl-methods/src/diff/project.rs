@@ -3,8 +3,10 @@
 //!
 //! The reference code bisects a threshold until the kept fraction is *at most* the target; a
 //! selection gives the k-th largest magnitude directly, so the count is exact. Entries tied at
-//! the threshold are kept in a fixed order (tensor name, then flat position) so the same diff
-//! always projects to the same mask.
+//! the threshold — in particular the zeros that fill the count when L0 training closed more
+//! gates than the target allows — are ranked by a secondary score (the ungated `|w|` of a gated
+//! diff), then kept in a fixed order (tensor name, then flat position), so the same diff always
+//! projects to the same mask and the filler is the most promising entries, not the first ones.
 
 use petl_sparse::{SparseDiff, SparseTensor};
 use std::collections::BTreeMap;
@@ -16,6 +18,8 @@ pub struct DenseDiff {
     pub shape: Vec<usize>,
     /// δ, row-major.
     pub values: Vec<f32>,
+    /// A score ranking entries whose `|δ|` ties (larger first), e.g. the ungated `|w|`.
+    pub tiebreak: Option<Vec<f32>>,
 }
 
 /// Why a diff cannot be projected.
@@ -82,7 +86,22 @@ pub fn project(diffs: &BTreeMap<String, DenseDiff>, keep: usize) -> Result<Spars
         .values()
         .map(|d| d.values.iter().filter(|v| v.abs() > threshold).count())
         .sum();
-    let mut ties_left = keep - above;
+    let ties = keep - above;
+    // Among the entries tied at the threshold, the `ties` best by secondary score: those above
+    // the score threshold, then those at it in name/position order.
+    let tie_scores: Vec<f32> = diffs
+        .values()
+        .flat_map(|d| {
+            d.values
+                .iter()
+                .enumerate()
+                .filter(move |(_, v)| v.abs() == threshold)
+                .map(move |(i, _)| tiebreak_of(d, i))
+        })
+        .collect();
+    let score_threshold = kth_largest(tie_scores.clone(), ties);
+    let above_score = tie_scores.iter().filter(|s| **s > score_threshold).count();
+    let mut at_score_left = ties - above_score;
     let mut tensors = BTreeMap::new();
     for (name, d) in diffs {
         let mut positions = Vec::new();
@@ -91,9 +110,16 @@ pub fn project(diffs: &BTreeMap<String, DenseDiff>, keep: usize) -> Result<Spars
             let m = v.abs();
             let kept = if m > threshold {
                 true
-            } else if m == threshold && ties_left > 0 && keep > 0 {
-                ties_left -= 1;
-                true
+            } else if m == threshold && keep > 0 && ties > 0 {
+                let score = tiebreak_of(d, i);
+                if score > score_threshold {
+                    true
+                } else if score == score_threshold && at_score_left > 0 {
+                    at_score_left -= 1;
+                    true
+                } else {
+                    false
+                }
             } else {
                 false
             };
@@ -111,15 +137,32 @@ pub fn project(diffs: &BTreeMap<String, DenseDiff>, keep: usize) -> Result<Spars
 
 /// The `keep`-th largest magnitude (`+∞` when nothing is kept, so nothing passes `>`).
 fn kth_largest_magnitude(diffs: &BTreeMap<String, DenseDiff>, total: usize, keep: usize) -> f32 {
-    if keep == 0 {
-        return f32::INFINITY;
-    }
     let mut mags: Vec<f32> = Vec::with_capacity(total);
     for d in diffs.values() {
         mags.extend(d.values.iter().map(|v| v.abs()));
     }
-    let (_, kth, _) = mags.select_nth_unstable_by(total - keep, f32::total_cmp);
+    kth_largest(mags, keep)
+}
+
+/// The `k`-th largest of `values` (`+∞` for k = 0).
+fn kth_largest(mut values: Vec<f32>, k: usize) -> f32 {
+    if k == 0 || values.is_empty() {
+        return f32::INFINITY;
+    }
+    let n = values.len();
+    let (_, kth, _) = values.select_nth_unstable_by(n - k.min(n), f32::total_cmp);
     *kth
+}
+
+/// The secondary score of entry `i` (0 without one; NaN scores rank last).
+fn tiebreak_of(d: &DenseDiff, i: usize) -> f32 {
+    d.tiebreak.as_ref().and_then(|t| t.get(i)).map_or(0.0, |s| {
+        if s.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            s.abs()
+        }
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +173,7 @@ mod tests {
         DenseDiff {
             shape: vec![values.len()],
             values,
+            tiebreak: None,
         }
     }
 
@@ -192,6 +236,35 @@ mod tests {
             })
             .fold(0f32, f32::max);
         assert!(kept_min >= dropped_max, "kept {kept_min} < dropped {dropped_max}");
+    }
+
+    /// When fewer entries are nonzero than kept, the filler zeros are those with the largest
+    /// secondary score, not the first in name order.
+    #[test]
+    fn zeros_fill_the_count_by_secondary_score() {
+        let diffs = BTreeMap::from([
+            (
+                "a".to_string(),
+                DenseDiff {
+                    tiebreak: Some(vec![0.1, 0.0, 0.9, 0.3]),
+                    ..diff(vec![0.0, 2.0, 0.0, 0.0])
+                },
+            ),
+            (
+                "b".to_string(),
+                DenseDiff {
+                    tiebreak: Some(vec![0.5, -0.7]),
+                    ..diff(vec![0.0, 0.0])
+                },
+            ),
+        ]);
+        let p = project(&diffs, 3).unwrap();
+        // 2.0, then the zeros with |score| 0.9 (a[2]) and 0.7 (b[1]).
+        assert_eq!(p.tensors["a"].positions, vec![1, 2]);
+        assert_eq!(p.tensors["b"].positions, vec![1]);
+        for keep in 0..=6 {
+            assert_eq!(project(&diffs, keep).unwrap().nnz() as usize, keep);
+        }
     }
 
     #[test]
