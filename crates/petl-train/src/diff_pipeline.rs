@@ -138,9 +138,10 @@ pub(crate) fn run(
         stage3: stage3.clone(),
     };
     petl_artifact::write_json_atomic(&run_dir.join("diff-pruning.json"), &report)?;
+    // The task's figures are the stored diff's (stage 3); stage 1's dense training state is in
+    // `diff-pruning.json`.
     let summary = RunSummary {
         method: cfg.method.name.clone(),
-        trainable_params: stage1.trainable_params,
         wall_seconds: stage1.wall_seconds + stage3.wall_seconds,
         train_seconds: stage1.train_seconds + stage3.train_seconds,
         ..stage3
