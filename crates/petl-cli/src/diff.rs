@@ -33,9 +33,6 @@ fn project(a: DiffProjectArgs, quiet: bool) -> Result<()> {
         value_dtype,
         ..Projection::default()
     };
-    if !(a.density > 0.0 && a.density <= 1.0) {
-        bail!("--density {} is not in (0, 1]", a.density);
-    }
     let (model, _) = load_base(&a.model, 512)?;
     let from = artifact_dir(&a.artifact);
     let s = project_artifact(&model, &from, &projection, &a.out)
@@ -384,7 +381,7 @@ pub fn eval_many(a: &EvalArgs) -> Result<()> {
     }
     let mut rows: Vec<Row> = Vec::new();
     for round in 0..a.rounds.max(1) {
-        for t in &tasks {
+        for (i, t) in tasks.iter().enumerate() {
             let start = Instant::now();
             let applied = t.diff.as_ref().map(|d| apply_diff(&model, d)).transpose()?;
             let apply_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -407,10 +404,7 @@ pub fn eval_many(a: &EvalArgs) -> Result<()> {
                     metrics: outcome.scores,
                     examples_per_s: outcome.examples_per_s,
                 });
-            } else if let Some(r) = rows
-                .iter_mut()
-                .find(|r| r.artifact == t.dir.display().to_string())
-            {
+            } else if let Some(r) = rows.get_mut(i) {
                 // Running mean over rounds.
                 let k = round as f64;
                 r.apply_ms = (r.apply_ms * k + apply_ms) / (k + 1.0);

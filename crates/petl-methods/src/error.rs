@@ -28,5 +28,11 @@ impl From<candle_core::Error> for MethodError {
     }
 }
 
+/// A method error for input that does not fit (a diff naming a tensor the base lacks, a position
+/// past a tensor's end…), in the model's error type so hooks can pass it through unchanged.
+pub(crate) fn bad_input(reason: impl Into<String>) -> MethodError {
+    MethodError::Model(petl_models::ModelError::BadInput(reason.into()))
+}
+
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, MethodError>;

@@ -53,12 +53,13 @@ pub struct DiffPruningReport {
     pub stage3: RunSummary,
 }
 
-/// The method with its diff made sparse: what the fixed-mask stage trains and the artifact
+/// The method with its change to the base parameters made sparse — a diff-pruning diff, a
+/// full fine-tuning or a BitFit delta: what the fixed-mask stage trains and the artifact
 /// records.
 pub fn sparse_method(method: &Method) -> Method {
     let mut m = method.clone();
     for d in &mut m.deltas {
-        if matches!(d.form, Form::Diff { .. }) {
+        if d.form.replaces_params() {
             d.form = Form::SparseDiff {};
         }
     }
@@ -180,6 +181,10 @@ pub fn project_artifact(
     out: &Path,
 ) -> Result<ProjectionSummary> {
     let started = Instant::now();
+    projection.validate().map_err(|reason| TrainError::Config {
+        field: "projection",
+        reason,
+    })?;
     let source = TaskModel::from_artifact(model, from)?;
     let diffs = source
         .delta()
@@ -209,18 +214,9 @@ pub fn project_artifact(
         .fold(f32::INFINITY, f32::min);
     drop(diffs);
 
-    let mut method = sparse_method(source.method());
-    if !method.deltas.iter().any(|d| d.form == Form::SparseDiff {}) {
-        // A full fine-tuning run: its dense delta becomes the sparse diff.
-        for d in &mut method.deltas {
-            if d.form == (Form::Dense {}) {
-                d.form = Form::SparseDiff {};
-            }
-        }
-    }
     let mut target = TaskModel::with_sparse_diff(
         model,
-        &method,
+        &sparse_method(source.method()),
         source.spec().clone(),
         source.head_pooling(),
         0,
@@ -228,26 +224,17 @@ pub fn project_artifact(
     )?;
     target.copy_head_from(&source)?;
     target.set_value_dtype(projection.value_dtype);
-    target.save_artifact(out)?;
-    let meta = petl_artifact::load_meta(out)?;
-    let sparse_bytes = meta.sparse_diff.as_ref().map_or(0, |s| s.bytes);
-    let bytes = std::fs::read(out.join(petl_artifact::SPARSE_FILE)).map_err(|source| TrainError::Io {
-        path: out.join(petl_artifact::SPARSE_FILE),
-        source,
+    let size = target.save_artifact(out)?.ok_or_else(|| TrainError::Config {
+        field: "method",
+        reason: "the projected method stores no sparse diff".into(),
     })?;
-    let size = petl_sparse::decode(&bytes)
-        .map_err(|e| TrainError::Config {
-            field: "projection",
-            reason: e.to_string(),
-        })?
-        .report;
     Ok(ProjectionSummary {
         nonzero_before,
         total,
         density_before: nonzero_before as f64 / total.max(1) as f64,
         kept: keep,
         threshold,
-        sparse_bytes,
+        sparse_bytes: size.file_bytes,
         artifact_bytes: dir_bytes(out),
         size,
         seconds: started.elapsed().as_secs_f64(),

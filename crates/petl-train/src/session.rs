@@ -192,12 +192,16 @@ impl<'m> TaskModel<'m> {
         Ok(self.delta.stored_tensors(&self.store)?)
     }
 
-    /// Writes the stored state as an artifact directory.
-    pub fn save_artifact(&self, dir: &Path) -> Result<()> {
+    /// Writes the stored state as an artifact directory; returns the sparse diff file's size
+    /// report when the method stores one.
+    pub fn save_artifact(&self, dir: &Path) -> Result<Option<petl_sparse::SizeReport>> {
         let tensors = self.stored_tensors()?;
-        let sparse = match self.delta.sparse_diff()? {
-            Some(diff) => Some(petl_artifact::save_sparse(dir, &diff, self.value_dtype)?.0),
-            None => None,
+        let (sparse, report) = match self.delta.sparse_diff()? {
+            Some(diff) => {
+                let (meta, report) = petl_artifact::save_sparse(dir, &diff, self.value_dtype)?;
+                (Some(meta), Some(report))
+            }
+            None => (None, None),
         };
         let sparse_nnz = sparse.as_ref().map_or(0, |s| s.nnz as usize);
         let method = self.delta.method().ejected();
@@ -222,7 +226,7 @@ impl<'m> TaskModel<'m> {
             sparse_diff: sparse,
         };
         petl_artifact::save(dir, &meta, &tensors)?;
-        Ok(())
+        Ok(report)
     }
 
     /// The base model.

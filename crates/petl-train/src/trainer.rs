@@ -213,15 +213,9 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                     loss: total_loss as f32,
                 });
             }
-            let mut gate_grads: BTreeMap<String, Tensor> = BTreeMap::new();
-            let names: Vec<String> = grads.keys().cloned().collect();
-            for name in names {
-                if tm.delta().is_gate_param(&name) {
-                    if let Some(g) = grads.remove(&name) {
-                        gate_grads.insert(name, g);
-                    }
-                }
-            }
+            let (mut gate_grads, mut grads): (BTreeMap<_, _>, BTreeMap<_, _>) = grads
+                .into_iter()
+                .partition(|(name, _)| tm.delta().is_gate_param(name));
             let grad_norm = clip_grad_norm(&mut grads, t.max_grad_norm)?;
             optim.step(&grads, lr)?;
             if let Some(gate_lr) = gate_lr {

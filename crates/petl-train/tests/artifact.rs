@@ -195,3 +195,40 @@ fn a_sparse_diff_artifact_round_trips_and_damage_is_named() {
         .to_string();
     assert!(e.contains("trained on base model"), "{e}");
 }
+
+/// Any run that changes base parameters projects to a sparse diff — BitFit as well as full
+/// fine-tuning: kept whole (density 1), the projected artifact computes what the run did.
+#[test]
+fn a_bitfit_run_projects_to_the_same_function() {
+    use petl_methods::diff::Projection;
+    let base = model("tiny-bert");
+    let dir = tempfile::tempdir().unwrap();
+    let tm = TaskModel::new(
+        &base,
+        &petl_methods::preset("bitfit").unwrap(),
+        spec(),
+        Pooling::Cls,
+        2,
+    )
+    .unwrap();
+    perturb(&tm);
+    let before = logits(&tm);
+    tm.save_artifact(&dir.path().join("bitfit")).unwrap();
+    let projection = Projection {
+        density: 1.0,
+        ..Projection::default()
+    };
+    let out = dir.path().join("projected");
+    let summary =
+        petl_train::diff_pipeline::project_artifact(&base, &dir.path().join("bitfit"), &projection, &out)
+            .unwrap();
+    assert_eq!(summary.kept, summary.total, "every bias entry is kept");
+    let back = TaskModel::from_artifact(&base, &out).unwrap();
+    assert_eq!(
+        back.delta().sparse_diff().unwrap().unwrap().nnz() as usize,
+        summary.kept
+    );
+    for (a, b) in before.iter().flatten().zip(logits(&back).iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "projected logit {b} vs BitFit's {a}");
+    }
+}

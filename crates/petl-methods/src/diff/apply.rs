@@ -6,7 +6,7 @@
 //! (`(a + b) − b ≠ a` in floating point), so the originals are what is kept.
 
 use super::delta::{base_tensor_for, to_index_tensor};
-use crate::error::{MethodError, Result};
+use crate::error::{bad_input, Result};
 use candle_core::Tensor;
 use petl_models::EncoderModel;
 use petl_sparse::SparseDiff;
@@ -67,15 +67,11 @@ fn flat_base(model: &EncoderModel, name: &str) -> Result<Tensor> {
     let base = model
         .base_params()
         .get(name)
-        .ok_or_else(|| bad(format!("base tensor {name} is missing")))?;
+        .ok_or_else(|| bad_input(format!("base tensor {name} is missing")))?;
     if !base.is_contiguous() {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "base tensor {name} is not contiguous; cannot write a diff into it"
         )));
     }
     Ok(base.flatten_all()?)
-}
-
-fn bad(reason: String) -> MethodError {
-    MethodError::Model(petl_models::ModelError::BadInput(reason))
 }

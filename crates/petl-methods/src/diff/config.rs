@@ -152,7 +152,8 @@ impl L0Gates {
 }
 
 impl Projection {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<(), String> {
         if !(self.density > 0.0 && self.density <= 1.0) {
             return Err(format!("density {} is not in (0, 1]", self.density));
         }

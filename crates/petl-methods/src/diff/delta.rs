@@ -6,7 +6,7 @@ use super::config::{EvalGate, GroupGates, L0Gates};
 use super::fused::{ExpectedNonzero, GatedDiff};
 use super::gates::{logistic_noise, HardConcrete};
 use super::project::DenseDiff;
-use crate::error::{MethodError, Result};
+use crate::error::{bad_input, Result};
 use candle_core::{DType, Tensor, Var};
 use petl_models::{EncoderModel, ForwardCtx, Init, ParamStore};
 use petl_ops::DropoutRng;
@@ -24,8 +24,8 @@ const EVAL_GATE_SEED: u64 = 0;
 pub(crate) struct DiffDelta {
     gates: Option<(L0Gates, HardConcrete)>,
     entries: BTreeMap<String, Entry>,
-    gate_prefixes: [String; 2],
-    sparse_prefix: String,
+    /// `delta{k}.`: the names of this delta's own parameters start with it.
+    prefix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -131,11 +131,7 @@ impl DiffDelta {
         Ok(Self {
             gates: gates.map(|g| (g.clone(), HardConcrete::new(g))),
             entries,
-            gate_prefixes: [
-                format!("delta{k}.log_alpha."),
-                format!("delta{k}.group_log_alpha."),
-            ],
-            sparse_prefix: format!("delta{k}.sparse."),
+            prefix: format!("delta{k}."),
         })
     }
 
@@ -169,11 +165,7 @@ impl DiffDelta {
         Ok(Self {
             gates: None,
             entries,
-            gate_prefixes: [
-                format!("delta{k}.log_alpha."),
-                format!("delta{k}.group_log_alpha."),
-            ],
-            sparse_prefix: format!("delta{k}.sparse."),
+            prefix: format!("delta{k}."),
         })
     }
 
@@ -201,9 +193,7 @@ impl DiffDelta {
             group_log_alpha,
         } = &entry.kind
         else {
-            return Err(MethodError::Model(petl_models::ModelError::BadInput(
-                "a sparse diff has no dense form".into(),
-            )));
+            return Err(bad_input("a sparse diff has no dense form"));
         };
         let (Some((cfg, family)), Some(alpha)) = (&self.gates, log_alpha) else {
             return Ok(w.as_tensor().clone());
@@ -284,12 +274,18 @@ impl DiffDelta {
 
     /// Whether `name` is a gate parameter (trained by its own optimizer, constant rate).
     pub(crate) fn is_gate_param(&self, name: &str) -> bool {
-        self.gate_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+        self.own(name)
+            .is_some_and(|rest| rest.starts_with("log_alpha.") || rest.starts_with("group_log_alpha."))
     }
 
     /// Whether `name` is a sparse value vector (stored in the sparse file, not safetensors).
     pub(crate) fn is_sparse_param(&self, name: &str) -> bool {
-        name.starts_with(&self.sparse_prefix)
+        self.own(name).is_some_and(|rest| rest.starts_with("sparse."))
+    }
+
+    /// `name` without this delta's `delta{k}.` prefix, if it is one of its parameters.
+    fn own<'n>(&self, name: &'n str) -> Option<&'n str> {
+        name.strip_prefix(self.prefix.as_str())
     }
 
     /// The diff each covered tensor gets now, dense, with the evaluation gate.
@@ -338,7 +334,7 @@ impl DiffDelta {
             let positions: Vec<u64> = positions.to_vec1::<u32>()?.into_iter().map(u64::from).collect();
             let values = values.as_tensor().to_vec1::<f32>()?;
             let t = SparseTensor::new(entry.shape.clone(), positions, values)
-                .map_err(|e| MethodError::Model(petl_models::ModelError::BadInput(e.to_string())))?;
+                .map_err(|e| bad_input(e.to_string()))?;
             tensors.insert(name.clone(), t);
         }
         Ok(Some(SparseDiff { tensors }))
@@ -369,14 +365,13 @@ pub(crate) fn base_tensor_for<'m>(
     name: &str,
     t: &SparseTensor,
 ) -> Result<&'m Tensor> {
-    let bad = |reason: String| MethodError::Model(petl_models::ModelError::BadInput(reason));
     let base = model.base_params().get(name).ok_or_else(|| {
-        bad(format!(
+        bad_input(format!(
             "the diff changes {name}, which this base model does not have"
         ))
     })?;
     if base.dims() != t.shape.as_slice() {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "the diff of {name} has shape {:?}; the base tensor is {:?}",
             t.shape,
             base.dims()
@@ -392,14 +387,13 @@ pub(crate) fn to_index_tensor(
     name: &str,
     device: &candle_core::Device,
 ) -> Result<Tensor> {
-    let bad = |reason: String| MethodError::Model(petl_models::ModelError::BadInput(reason));
     if numel > u32::MAX as usize {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "{name} has {numel} elements, more than a u32 position can address"
         )));
     }
     if let Some(&p) = positions.iter().find(|&&p| p as usize >= numel) {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "the sparse diff of {name} has position {p} past its {numel} elements"
         )));
     }

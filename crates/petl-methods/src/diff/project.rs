@@ -89,7 +89,7 @@ pub fn project(diffs: &BTreeMap<String, DenseDiff>, keep: usize) -> Result<Spars
     let ties = keep - above;
     // Among the entries tied at the threshold, the `ties` best by secondary score: those above
     // the score threshold, then those at it in name/position order.
-    let tie_scores: Vec<f32> = diffs
+    let mut tie_scores: Vec<f32> = diffs
         .values()
         .flat_map(|d| {
             d.values
@@ -99,7 +99,7 @@ pub fn project(diffs: &BTreeMap<String, DenseDiff>, keep: usize) -> Result<Spars
                 .map(move |(i, _)| tiebreak_of(d, i))
         })
         .collect();
-    let score_threshold = kth_largest(tie_scores.clone(), ties);
+    let score_threshold = kth_largest(&mut tie_scores, ties);
     let above_score = tie_scores.iter().filter(|s| **s > score_threshold).count();
     let mut at_score_left = ties - above_score;
     let mut tensors = BTreeMap::new();
@@ -141,11 +141,11 @@ fn kth_largest_magnitude(diffs: &BTreeMap<String, DenseDiff>, total: usize, keep
     for d in diffs.values() {
         mags.extend(d.values.iter().map(|v| v.abs()));
     }
-    kth_largest(mags, keep)
+    kth_largest(&mut mags, keep)
 }
 
-/// The `k`-th largest of `values` (`+∞` for k = 0).
-fn kth_largest(mut values: Vec<f32>, k: usize) -> f32 {
+/// The `k`-th largest of `values` (`+∞` for k = 0); reorders `values`.
+fn kth_largest(values: &mut [f32], k: usize) -> f32 {
     if k == 0 || values.is_empty() {
         return f32::INFINITY;
     }
