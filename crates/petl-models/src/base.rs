@@ -21,6 +21,11 @@ impl BaseParam {
             .param(&self.name, &self.tensor, ctx)?
             .unwrap_or_else(|| self.tensor.clone()))
     }
+
+    /// The canonical checkpoint name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Takes tensors out of a checkpoint by name and shape, recording every one taken so the model
@@ -92,7 +97,8 @@ impl BaseLinear {
     pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let w = self.weight.resolve(hooks, ctx)?;
         let b = self.bias.as_ref().map(|b| b.resolve(hooks, ctx)).transpose()?;
-        Ok(petl_ops::linear(x, &w, b.as_ref())?)
+        let y = petl_ops::linear(x, &w, b.as_ref())?;
+        hooks.base_linear(self.weight.name(), x, y, ctx)
     }
 
     /// The projection `proj` of block `layer`: the linear, then the [`Hooks::linear`] point, so
@@ -123,6 +129,7 @@ impl BaseLayerNorm {
     pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let g = self.weight.resolve(hooks, ctx)?;
         let b = self.bias.resolve(hooks, ctx)?;
-        Ok(petl_ops::layer_norm(x, &g, &b, self.eps)?)
+        let y = petl_ops::layer_norm(x, &g, &b, self.eps)?;
+        hooks.base_norm(self.weight.name(), x, self.eps, y, ctx)
     }
 }

@@ -133,6 +133,46 @@ pub trait Hooks {
         Ok(None)
     }
 
+    /// Corrects the output `[batch, …, out]` of the frozen linear whose weight is the base
+    /// parameter `weight`, given its input (after [`Hooks::linear_input`]); runs before
+    /// [`Hooks::linear`], and for linears outside the blocks (the pooler) too.
+    ///
+    /// [`Hooks::param`] swaps a tensor for the whole batch; a correction may differ per row,
+    /// which is how one batch serves tasks with different sparse diffs (`x·δᵀ` added to the
+    /// shared `x·Wᵀ`).
+    fn base_linear(
+        &self,
+        weight: &str,
+        input: &Tensor,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let _ = (weight, input, ctx);
+        Ok(output)
+    }
+
+    /// Corrects the output of the frozen LayerNorm whose scale is the base parameter `weight`,
+    /// given its input and epsilon (per-row corrections, as [`Hooks::base_linear`]).
+    fn base_norm(
+        &self,
+        weight: &str,
+        input: &Tensor,
+        eps: f64,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let _ = (weight, input, eps, ctx);
+        Ok(output)
+    }
+
+    /// Corrects an embedding lookup: `output` `[batch, seq, d]` holds the rows `ids`
+    /// `[batch, seq]` of the base parameter `table` (per-row corrections, as
+    /// [`Hooks::base_linear`]).
+    fn base_lookup(&self, table: &str, ids: &Tensor, output: Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let _ = (table, ids, ctx);
+        Ok(output)
+    }
+
     /// Modifies the word embeddings `[batch, seq, d]` and the attention mask `[batch, seq]`
     /// before position and token-type embeddings are added. Prompt tuning prepends `p` rows to
     /// both; the model then numbers positions over the longer sequence and gives the new rows

@@ -19,6 +19,7 @@ mod head;
 mod hooks;
 mod model_dir;
 mod params;
+mod row_groups;
 mod shape;
 mod weights;
 
@@ -29,5 +30,6 @@ pub use head::{argmax_rows, ClassificationHead, Pooling};
 pub use hooks::{ForwardCtx, HeadsSite, Hooks, KvPrefix, NoHooks, Proj, Sublayer};
 pub use model_dir::ModelDir;
 pub use params::{Init, ParamStore};
+pub use row_groups::{Chain, Layout, RowGroups};
 pub use shape::{AttentionKind, ModelShape, StackShape};
 pub use weights::{Checkpoint, Fingerprint};

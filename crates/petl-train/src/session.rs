@@ -149,9 +149,18 @@ impl<'m> TaskModel<'m> {
         self.value_dtype = dtype;
     }
 
-    /// Loads a saved artifact onto `model`; refuses an artifact trained on another base.
+    /// Loads a saved artifact onto `model`; refuses an artifact trained on another base, and
+    /// checks every field of `artifact.json` against the base, the method and the files (see
+    /// `docs/artifact-format.md`): a wrong field, a missing, extra or mis-shaped tensor is an
+    /// error naming it.
     pub fn from_artifact(model: &'m EncoderModel, dir: &Path) -> Result<Self> {
         let (meta, tensors) = petl_artifact::load(dir, model.fingerprint(), model.device())?;
+        let bad_meta = |message: String| {
+            TrainError::Artifact(petl_artifact::ArtifactError::BadMeta {
+                path: dir.join("artifact.json"),
+                message,
+            })
+        };
         let method = read_method(&meta.method).map_err(|reason| TrainError::Config {
             field: "method",
             reason: format!("artifact {} has an unusable method: {reason}", dir.display()),
@@ -163,6 +172,60 @@ impl<'m> TaskModel<'m> {
                 dir.display()
             ),
         })?;
+        if let Some(labels) = spec.labels() {
+            if labels.is_empty() {
+                return Err(bad_meta("`task` has no labels".into()));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
+                return Err(bad_meta(format!("`task` lists label {dup:?} twice")));
+            }
+        }
+        if meta.num_outputs != spec.num_outputs() {
+            return Err(bad_meta(format!(
+                "`num_outputs` is {}, but the task `{}` has {} outputs",
+                meta.num_outputs,
+                spec.name,
+                spec.num_outputs()
+            )));
+        }
+        if meta.base_model_type != model.config().model_type {
+            return Err(bad_meta(format!(
+                "`base_model_type` is {:?}, but the base model (fingerprint {}) is {:?}",
+                meta.base_model_type,
+                model.fingerprint(),
+                model.config().model_type
+            )));
+        }
+        if meta.base_params != model.num_base_params() {
+            return Err(bad_meta(format!(
+                "`base_params` is {}, but the base model has {}",
+                meta.base_params,
+                model.num_base_params()
+            )));
+        }
+        let wants_sparse = method
+            .deltas
+            .iter()
+            .any(|d| d.form == petl_methods::Form::SparseDiff {});
+        match (wants_sparse, &meta.sparse_diff) {
+            (true, None) => {
+                return Err(bad_meta(
+                    "the method has a sparse_diff delta but `sparse_diff` names no file".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(bad_meta(
+                    "`sparse_diff` names a file, but the method has no sparse_diff delta".into(),
+                ))
+            }
+            _ => {}
+        }
+        if meta.format_version >= 2 && method.has_reparam() {
+            return Err(bad_meta(
+                "`method` has a prefix generator (`reparam`); artifacts store the generated prefixes".into(),
+            ));
+        }
         let sparse = petl_artifact::load_sparse(dir, &meta)?;
         let mut tm = Self::with_sparse_diff(
             model,
@@ -181,6 +244,19 @@ impl<'m> TaskModel<'m> {
             if tm.delta.is_sparse_param(name) && !tensors.contains_key(name) {
                 tensors.insert(name.to_string(), var.as_tensor().copy()?);
             }
+        }
+        check_tensors(&tm.store, &tensors, &method.name).map_err(|message| {
+            TrainError::Artifact(petl_artifact::ArtifactError::BadWeights {
+                path: dir.join("weights.safetensors"),
+                message,
+            })
+        })?;
+        if meta.format_version >= 2 && meta.trainable_params < tm.store.num_elements() {
+            return Err(bad_meta(format!(
+                "`trainable_params` is {}, fewer than the {} the stored method has",
+                meta.trainable_params,
+                tm.store.num_elements()
+            )));
         }
         tm.store.assign(&tensors)?;
         Ok(tm)
@@ -270,6 +346,18 @@ impl<'m> TaskModel<'m> {
             .forward(self.model, &out.hidden, &out.mask, &self.delta, ctx)?)
     }
 
+    /// Logits `[batch, outputs]` from the base's last hidden state and mask, with the head's
+    /// base-parameter reads going through `hooks` (the delta, or a batch's row groups).
+    pub fn head_logits(
+        &self,
+        hidden: &Tensor,
+        mask: &Tensor,
+        hooks: &dyn petl_models::Hooks,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        Ok(self.head.forward(self.model, hidden, mask, hooks, ctx)?)
+    }
+
     /// The task loss of one batch: cross-entropy for classification, MSE for regression.
     pub fn loss(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let logits = self.logits(batch, ctx)?;
@@ -288,30 +376,64 @@ impl<'m> TaskModel<'m> {
 
     /// Predictions for `encoded` in input order, batched by length for speed.
     pub fn predict(&self, encoded: &[Encoded], batch_size: usize, pad_id: u32) -> Result<Vec<Prediction>> {
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        // Sorting by length cuts padding; results are put back in input order below.
-        order.sort_by_key(|&i| encoded[i].len());
         let mut out: Vec<Option<Prediction>> = vec![None; encoded.len()];
-        let lengths: Vec<usize> = order.iter().map(|&i| encoded[i].len()).collect();
-        for plan in plan_batches(&lengths, batch_size.max(1), BatchOrder::Sequential) {
-            let items: Vec<&Encoded> = plan.iter().map(|&j| &encoded[order[j]]).collect();
-            let batch = collate(&items, pad_id)?;
-            let logits = self.logits(&batch, &mut ForwardCtx::eval())?;
+        self.for_each_batch(encoded, batch_size, pad_id, |rows_in, logits| {
             let rows: Vec<Vec<f32>> = if self.spec.is_regression() {
                 logits.to_vec2::<f32>()?
             } else {
-                petl_ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?
+                petl_ops::softmax_last_dim(logits)?.to_vec2::<f32>()?
             };
-            let argmax = argmax_rows(&logits)?;
-            for ((&j, scores), am) in plan.iter().zip(rows).zip(argmax) {
+            let argmax = argmax_rows(logits)?;
+            for ((&i, scores), am) in rows_in.iter().zip(rows).zip(argmax) {
                 let (class, label) = match self.spec.labels() {
                     Some(labels) => (Some(am), labels.get(am).cloned()),
                     None => (None, None),
                 };
-                out[order[j]] = Some(Prediction { class, label, scores });
+                out[i] = Some(Prediction { class, label, scores });
             }
-        }
+            Ok(())
+        })?;
         Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The head's raw outputs (logits, before any softmax) for `encoded`, in input order,
+    /// computed exactly as [`TaskModel::predict`] batches them.
+    pub fn predict_logits(
+        &self,
+        encoded: &[Encoded],
+        batch_size: usize,
+        pad_id: u32,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); encoded.len()];
+        self.for_each_batch(encoded, batch_size, pad_id, |rows_in, logits| {
+            for (&i, row) in rows_in.iter().zip(logits.to_vec2::<f32>()?) {
+                out[i] = row;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `encoded` in length-sorted batches (sorting cuts padding), handing `f` each
+    /// batch's input indices and logits `[rows, outputs]`.
+    fn for_each_batch(
+        &self,
+        encoded: &[Encoded],
+        batch_size: usize,
+        pad_id: u32,
+        mut f: impl FnMut(&[usize], &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let lengths: Vec<usize> = order.iter().map(|&i| encoded[i].len()).collect();
+        for plan in plan_batches(&lengths, batch_size.max(1), BatchOrder::Sequential) {
+            let rows: Vec<usize> = plan.iter().map(|&j| order[j]).collect();
+            let items: Vec<&Encoded> = rows.iter().map(|&i| &encoded[i]).collect();
+            let batch = collate(&items, pad_id)?;
+            let logits = self.logits(&batch, &mut ForwardCtx::eval())?;
+            f(&rows, &logits)?;
+        }
+        Ok(())
     }
 
     /// Evaluates on labelled `encoded` examples with the task's metrics.
@@ -360,6 +482,39 @@ impl<'m> TaskModel<'m> {
             examples: encoded.len(),
         })
     }
+}
+
+/// Whether `tensors` holds exactly the parameters of `store`, each with its shape; names the
+/// first tensor that is missing, extra or mis-shaped.
+pub(crate) fn check_tensors(
+    store: &ParamStore,
+    tensors: &BTreeMap<String, Tensor>,
+    method: &str,
+) -> std::result::Result<(), String> {
+    for (name, var) in store.iter() {
+        match tensors.get(name) {
+            None => {
+                return Err(format!(
+                    "tensor `{name}` {:?} of method `{method}` (or of the head) is missing",
+                    var.dims()
+                ))
+            }
+            Some(t) if t.dims() != var.dims() => {
+                return Err(format!(
+                    "tensor `{name}` has shape {:?}; method `{method}` on this base needs {:?}",
+                    t.dims(),
+                    var.dims()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(name) = tensors.keys().find(|n| store.get(n).is_none()) {
+        return Err(format!(
+            "tensor `{name}` is not a parameter of method `{method}` or of the head"
+        ));
+    }
+    Ok(())
 }
 
 /// A method recorded in an artifact: a full configuration, or (format 1) a preset name.

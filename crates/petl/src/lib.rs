@@ -12,6 +12,7 @@
 //! | [`train`] | the training loop, evaluation, prediction |
 //! | [`artifact`] | atomic files and the per-task artifact format |
 //! | [`hub`] | fetching models and data from the package registry into the cache |
+//! | [`peft`] | reading and writing Hugging Face peft adapters |
 #![deny(missing_docs)]
 
 pub use petl_artifact as artifact;
@@ -21,5 +22,6 @@ pub use petl_methods as methods;
 pub use petl_metrics as metrics;
 pub use petl_models as models;
 pub use petl_ops as ops;
+pub use petl_peft as peft;
 pub use petl_sparse as sparse;
 pub use petl_train as train;

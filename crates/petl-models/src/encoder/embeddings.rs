@@ -47,6 +47,7 @@ impl Embeddings {
                 .resolve(hooks, ctx)?
                 .index_select(&ids, 0)?
                 .reshape((batch, seq, c.hidden_size))?;
+        let words = hooks.base_lookup(self.word.name(), &input.input_ids, words, ctx)?;
         let (words, mask) = hooks.embeddings(words, input.attention_mask.clone(), ctx)?;
         let total = words.dim(1)?;
         let added = total.checked_sub(seq).ok_or_else(|| {
@@ -67,12 +68,25 @@ impl Embeddings {
             let zeros = Tensor::zeros((batch, added), input.type_ids.dtype(), input.type_ids.device())?;
             Tensor::cat(&[&zeros, &input.type_ids], 1)?
         };
-        let pos = self.position.resolve(hooks, ctx)?.index_select(&positions, 0)?;
+        let shape = (batch, total, c.hidden_size);
+        let pos = self
+            .position
+            .resolve(hooks, ctx)?
+            .index_select(&positions, 0)?
+            .reshape(shape)?;
+        let pos = hooks.base_lookup(
+            self.position.name(),
+            &positions.reshape((batch, total))?,
+            pos,
+            ctx,
+        )?;
         let typ = self
             .token_type
             .resolve(hooks, ctx)?
-            .index_select(&types.flatten_all()?, 0)?;
-        let sum = (words + (pos + typ)?.reshape((batch, total, c.hidden_size))?)?;
+            .index_select(&types.flatten_all()?, 0)?
+            .reshape(shape)?;
+        let typ = hooks.base_lookup(self.token_type.name(), &types, typ, ctx)?;
+        let sum = (words + (pos + typ)?)?;
         let normed = self.norm.forward(&sum, hooks, ctx)?;
         Ok((ctx.dropout(&self.dropout, &normed)?, mask))
     }
