@@ -281,7 +281,7 @@ fn applying_then_removing_a_diff_restores_the_base_bit_for_bit() {
 /// computes, and two tasks' corrections in one batch each act on their own rows only.
 #[test]
 fn sparse_corrections_equal_the_applied_diff_row_by_row() {
-    use petl_methods::diff::SparseCorrection;
+    use petl_methods::diff::{CorrectionGroups, SparseCorrection};
     use petl_models::{EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
     let model = tiny();
     let diff_of = |seed: u64| {
@@ -343,6 +343,12 @@ fn sparse_corrections_equal_the_applied_diff_row_by_row() {
     let row = |t: &candle_core::Tensor, r: usize| t.narrow(0, r, 1).unwrap();
     assert!(max_abs_diff(&row(&mixed, 0), &row(&want_a, 0)) <= 1e-5);
     assert!(max_abs_diff(&row(&mixed, 1), &row(&want_b, 1)) <= 1e-5);
+
+    // The same through one pass per hook point for both tasks.
+    let grouped = CorrectionGroups::new(vec![(0..1, &ca), (1..2, &cb)]).unwrap();
+    let fused = run(&input, &grouped);
+    assert!(max_abs_diff(&fused, &mixed) <= 1e-6);
+    assert!(CorrectionGroups::new(vec![(1..2, &ca), (0..1, &cb)]).is_err());
 
     // A diff on a tensor the model lacks is refused with its name.
     let mut bad = a.clone();

@@ -1,12 +1,13 @@
 //! Where a mixed-task forward's time goes: one MiniLM forward of 32 SST-2 sentences with no
 //! delta, with 32 tasks' (empty) hooks through `RowGroups`, and with 32 sparse-diff tasks'
-//! corrections, against the diff written into the base.
+//! corrections (a call per task per hook point, or one pass per hook point), against the diff
+//! written into the base.
 //!
 //! `cargo run --release -p petl-serve --example mixed_forward -- runs/loadtest/tasks path/to/SST-2/dev.tsv`
 
 use candle_core::Device;
 use petl_data::{collate, Example, Label, TextEncoder};
-use petl_methods::diff::{apply_diff, SparseCorrection};
+use petl_methods::diff::{apply_diff, CorrectionGroups, SparseCorrection};
 use petl_models::{EncoderInput, EncoderModel, ForwardCtx, Hooks, ModelDir, NoHooks, RowGroups};
 use std::time::Instant;
 
@@ -76,5 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| (i..i + 1, &corrections[i] as &dyn Hooks))
         .collect();
     time("32 diffs as corrections, one row each", &RowGroups::new(mixed)?)?;
+    let grouped = CorrectionGroups::new((0..rows).map(|i| (i..i + 1, &corrections[i])).collect())?;
+    time("32 diffs, one pass per hook point", &grouped)?;
     Ok(())
 }

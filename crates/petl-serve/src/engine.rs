@@ -3,7 +3,7 @@
 use crate::registry::LoadedTask;
 use candle_core::Tensor;
 use petl_data::{collate, Encoded};
-use petl_methods::diff::apply_diff;
+use petl_methods::diff::{apply_diff, CorrectionGroups};
 use petl_models::{argmax_rows, Chain, EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
 use petl_train::Prediction;
 use std::ops::Range;
@@ -89,17 +89,29 @@ pub(crate) fn run_shared(
         ranges.push(items.len()..items.len() + rows.len());
         items.extend(rows.iter().copied());
     }
-    let groups = RowGroups::new(
+    // Deltas act per task through row groups; sparse diffs' corrections act in one pass per
+    // hook point for all tasks at once.
+    let deltas = RowGroups::new(
         ranges
             .iter()
             .cloned()
-            .zip(chains.iter().map(|c| c as &dyn Hooks))
+            .zip(tasks.iter().map(|(t, _)| t.model.delta() as &dyn Hooks))
+            .collect(),
+    )
+    .map_err(err)?;
+    let corrections = CorrectionGroups::new(
+        ranges
+            .iter()
+            .zip(tasks)
+            .filter_map(|(r, (t, _))| t.correction.as_ref().map(|c| (r.clone(), c)))
             .collect(),
     )
     .map_err(err)?;
     let input = input_of(&items, pad_id, first)?;
     let mut ctx = ForwardCtx::eval();
-    let out = model.forward(&input, &groups, &mut ctx).map_err(err)?;
+    let out = model
+        .forward(&input, &Chain(&deltas, &corrections), &mut ctx)
+        .map_err(err)?;
     let mut answers = Vec::with_capacity(tasks.len());
     for (((task, _), rows), chain) in tasks.iter().zip(&ranges).zip(&chains) {
         let hidden = out.hidden.narrow(0, rows.start, rows.len()).map_err(err)?;

@@ -13,6 +13,7 @@ use petl_models::{EncoderModel, ForwardCtx, Hooks};
 use petl_sparse::{SparseDiff, SparseTensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// `(index, value)` pairs of a sparse vector.
@@ -174,6 +175,182 @@ impl SparseCorrection {
     pub fn nnz(&self) -> usize {
         self.nnz
     }
+
+    /// Adds the changed rows of embedding table `table` for tokens `ids` to `out` (`dim` wide
+    /// per token); whether any token had one.
+    fn add_lookup(&self, table: &str, ids: &[u32], out: &mut [f32], dim: usize) -> bool {
+        let Some(table) = self.lookups.get(table) else {
+            return false;
+        };
+        let mut any = false;
+        for (t, &id) in ids.iter().enumerate() {
+            if let Some((cols, values)) = table.row(id) {
+                any = true;
+                for (&col, &v) in cols.iter().zip(values) {
+                    out[t * dim + col as usize] += v;
+                }
+            }
+        }
+        any
+    }
+}
+
+/// Several tasks' sparse corrections, each acting on its own rows of one batch, applied in one
+/// pass per hook point: a batch of many diff-pruned tasks makes one call per hook point, not
+/// one per task, and its tasks' rows are corrected in parallel.
+pub struct CorrectionGroups<'a> {
+    groups: Vec<(Range<usize>, &'a SparseCorrection)>,
+}
+
+impl std::fmt::Debug for CorrectionGroups<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ranges: Vec<_> = self.groups.iter().map(|(r, _)| r.clone()).collect();
+        f.debug_struct("CorrectionGroups").field("rows", &ranges).finish()
+    }
+}
+
+impl<'a> CorrectionGroups<'a> {
+    /// `(rows, correction)` pairs over disjoint row ranges in ascending order; rows not in any
+    /// range are left alone.
+    pub fn new(groups: Vec<(Range<usize>, &'a SparseCorrection)>) -> Result<Self> {
+        let mut end = 0;
+        for (rows, _) in &groups {
+            if rows.start < end || rows.is_empty() {
+                return Err(bad_input(format!(
+                    "correction row ranges must be non-empty, disjoint and ascending: {rows:?} after row {end}"
+                )));
+            }
+            end = rows.end;
+        }
+        Ok(Self { groups })
+    }
+
+    fn check_rows(&self, t: &Tensor) -> petl_models::Result<usize> {
+        let rows = t.dim(0)?;
+        if self.groups.last().is_some_and(|(r, _)| r.end > rows) {
+            return Err(petl_models::ModelError::BadInput(format!(
+                "correction groups reach past the batch's {rows} rows"
+            )));
+        }
+        Ok(rows)
+    }
+}
+
+impl Hooks for CorrectionGroups<'_> {
+    fn base_linear(
+        &self,
+        weight: &str,
+        input: &Tensor,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        let parts: Vec<_> = self
+            .groups
+            .iter()
+            .filter_map(|(r, c)| {
+                c.linears
+                    .get(weight)
+                    .map(|l| (r.clone(), AddLinearCorrection(l.clone())))
+            })
+            .collect();
+        if parts.is_empty() {
+            return Ok(output);
+        }
+        let rows = self.check_rows(&output)?;
+        add_correction(output, input, Grouped { parts, rows }, ctx)
+    }
+
+    fn base_norm(
+        &self,
+        weight: &str,
+        input: &Tensor,
+        eps: f64,
+        output: Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        let parts: Vec<_> = self
+            .groups
+            .iter()
+            .filter_map(|(r, c)| {
+                c.norms
+                    .get(weight)
+                    .map(|n| (r.clone(), AddNormCorrection(n.clone(), eps)))
+            })
+            .collect();
+        if parts.is_empty() {
+            return Ok(output);
+        }
+        let rows = self.check_rows(&output)?;
+        add_correction(output, input, Grouped { parts, rows }, ctx)
+    }
+
+    fn base_lookup(
+        &self,
+        table: &str,
+        ids: &Tensor,
+        output: Tensor,
+        _ctx: &mut ForwardCtx,
+    ) -> petl_models::Result<Tensor> {
+        if !self.groups.iter().any(|(_, c)| c.lookups.contains_key(table)) {
+            return Ok(output);
+        }
+        let rows = self.check_rows(&output)?;
+        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+        let dim = output.dims().last().copied().unwrap_or(1);
+        let per_row = ids.len() / rows.max(1);
+        let mut out = output.flatten_all()?.to_vec1::<f32>()?;
+        let mut any = false;
+        for (r, c) in &self.groups {
+            let tokens = r.start * per_row..r.end * per_row;
+            let span = tokens.start * dim..tokens.end * dim;
+            any |= c.add_lookup(table, &ids[tokens], &mut out[span], dim);
+        }
+        if !any {
+            return Ok(output);
+        }
+        Ok(Tensor::from_vec(out, output.shape(), output.device())?)
+    }
+}
+
+/// One kind of correction for several row ranges of a batch `[rows, …]`, the ranges corrected
+/// in parallel.
+struct Grouped<C> {
+    parts: Vec<(Range<usize>, C)>,
+    rows: usize,
+}
+
+impl<C: Correction + Sync> Correction for Grouped<C> {
+    const NAME: &'static str = C::NAME;
+
+    fn add_into(
+        &self,
+        y: &mut [f32],
+        y_dims: &[usize],
+        x: &[f32],
+        x_dims: &[usize],
+    ) -> candle_core::Result<()> {
+        let rows = self.rows.max(1);
+        let (y_row, x_row) = (y.len() / rows, x.len() / rows);
+        let sub = |dims: &[usize], n: usize| {
+            let mut d = dims.to_vec();
+            if let Some(first) = d.first_mut() {
+                *first = n;
+            }
+            d
+        };
+        let mut work = Vec::with_capacity(self.parts.len());
+        let mut rest = y;
+        let mut at = 0;
+        for (r, c) in &self.parts {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut((r.start - at) * y_row);
+            let (mine, tail) = tail.split_at_mut(r.len() * y_row);
+            rest = tail;
+            at = r.end;
+            work.push((mine, &x[r.start * x_row..r.end * x_row], c, r.len()));
+        }
+        work.into_par_iter()
+            .try_for_each(|(y, x, c, n)| c.add_into(y, &sub(y_dims, n), x, &sub(x_dims, n)))
+    }
 }
 
 fn unsupported(name: &str) -> crate::MethodError {
@@ -218,24 +395,14 @@ impl Hooks for SparseCorrection {
         output: Tensor,
         _ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Tensor> {
-        let Some(table) = self.lookups.get(table) else {
-            return Ok(output);
-        };
-        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-        let hits: Vec<(usize, RowEntries<'_>)> = ids
-            .iter()
-            .enumerate()
-            .filter_map(|(t, &id)| table.row(id).map(|row| (t, row)))
-            .collect();
-        if hits.is_empty() {
+        if !self.lookups.contains_key(table) {
             return Ok(output);
         }
+        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
         let dim = output.dims().last().copied().unwrap_or(1);
         let mut out = output.flatten_all()?.to_vec1::<f32>()?;
-        for (t, (cols, values)) in hits {
-            for (&col, &v) in cols.iter().zip(values) {
-                out[t * dim + col as usize] += v;
-            }
+        if !self.add_lookup(table, &ids, &mut out, dim) {
+            return Ok(output);
         }
         Ok(Tensor::from_vec(out, output.shape(), output.device())?)
     }
@@ -387,6 +554,7 @@ impl Correction for AddLinearCorrection {
 }
 
 correction_ops!(AddLinearCorrection);
+correction_ops!(Grouped<AddLinearCorrection>);
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<[f32; BLOCK]>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -461,3 +629,4 @@ impl Correction for AddNormCorrection {
 }
 
 correction_ops!(AddNormCorrection);
+correction_ops!(Grouped<AddNormCorrection>);

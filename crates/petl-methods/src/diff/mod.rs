@@ -17,7 +17,7 @@ pub mod project;
 
 pub use apply::{apply_diff, AppliedDiff};
 pub use config::{EvalGate, GroupGates, L0Gates, Projection};
-pub use correction::SparseCorrection;
+pub use correction::{CorrectionGroups, SparseCorrection};
 pub use delta::Penalty;
 pub use gates::HardConcrete;
 pub use project::{project, DenseDiff, ProjectionError};
