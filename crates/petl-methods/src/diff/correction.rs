@@ -225,6 +225,25 @@ impl<'a> CorrectionGroups<'a> {
         Ok(Self { groups })
     }
 
+    /// Adds the corrections `parts` (one per task that has one at this hook point) to their
+    /// rows of `output`.
+    fn add_parts<C>(
+        &self,
+        output: Tensor,
+        input: &Tensor,
+        parts: Vec<(Range<usize>, C)>,
+        ctx: &ForwardCtx,
+    ) -> petl_models::Result<Tensor>
+    where
+        Grouped<C>: Correction + CustomOp2 + InplaceOp2,
+    {
+        if parts.is_empty() {
+            return Ok(output);
+        }
+        let rows = self.check_rows(&output)?;
+        add_correction(output, input, Grouped { parts, rows }, ctx)
+    }
+
     fn check_rows(&self, t: &Tensor) -> petl_models::Result<usize> {
         let rows = t.dim(0)?;
         if self.groups.last().is_some_and(|(r, _)| r.end > rows) {
@@ -253,11 +272,7 @@ impl Hooks for CorrectionGroups<'_> {
                     .map(|l| (r.clone(), AddLinearCorrection(l.clone())))
             })
             .collect();
-        if parts.is_empty() {
-            return Ok(output);
-        }
-        let rows = self.check_rows(&output)?;
-        add_correction(output, input, Grouped { parts, rows }, ctx)
+        self.add_parts(output, input, parts, ctx)
     }
 
     fn base_norm(
@@ -277,11 +292,7 @@ impl Hooks for CorrectionGroups<'_> {
                     .map(|n| (r.clone(), AddNormCorrection(n.clone(), eps)))
             })
             .collect();
-        if parts.is_empty() {
-            return Ok(output);
-        }
-        let rows = self.check_rows(&output)?;
-        add_correction(output, input, Grouped { parts, rows }, ctx)
+        self.add_parts(output, input, parts, ctx)
     }
 
     fn base_lookup(
