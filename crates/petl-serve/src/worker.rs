@@ -7,9 +7,9 @@ use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::registry::{LoadedTask, Registry, Sharing, TaskInfo};
 use petl_data::Encoded;
-use petl_models::EncoderModel;
+use petl_models::{EncoderModel, Layout};
 use petl_train::Prediction;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
@@ -140,15 +140,14 @@ fn process(registry: &mut Registry<'_>, config: &WorkerConfig, batch: Vec<Job>, 
         }
     }
     let mut classes: Vec<Vec<(&str, Rows)>> = Vec::new();
-    let mut shared: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shared: HashMap<Layout, usize> = HashMap::new();
     for (task, rows) in by_task {
         let Some(loaded) = registry.get(task) else {
             continue;
         };
         match loaded.sharing {
             Sharing::Shared(layout) => {
-                let key = format!("{layout:?}");
-                let class = *shared.entry(key).or_insert_with(|| {
+                let class = *shared.entry(layout).or_insert_with(|| {
                     classes.push(Vec::new());
                     classes.len() - 1
                 });
