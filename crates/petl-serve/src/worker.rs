@@ -81,8 +81,13 @@ pub(crate) fn run(model: EncoderModel, config: WorkerConfig, jobs: Receiver<Job>
         }
         metrics.queue_change(-(batch.len() as i64));
         process(&mut registry, &config, batch, &metrics);
-        metrics.loaded(registry.loaded_count(), registry.loaded_bytes());
     }
+}
+
+/// Updates the loaded-artifact gauges; called before any answer that follows a change, so a
+/// client reading `/metrics` after its answer sees the change.
+fn publish(registry: &Registry<'_>, metrics: &Metrics) {
+    metrics.loaded(registry.loaded_count(), registry.loaded_bytes());
 }
 
 struct Pending {
@@ -108,10 +113,13 @@ fn process(registry: &mut Registry<'_>, config: &WorkerConfig, batch: Vec<Job>, 
                 let r = registry
                     .ensure_loaded(&task, &HashSet::new())
                     .and_then(|()| registry.info(&task));
+                publish(registry, metrics);
                 let _ = reply.send(r);
             }
             Job::Unload { task, reply } => {
-                let _ = reply.send(registry.unload(&task));
+                let r = registry.unload(&task);
+                publish(registry, metrics);
+                let _ = reply.send(r);
             }
             Job::List { reply } => {
                 let _ = reply.send(registry.list());
@@ -129,6 +137,7 @@ fn process(registry: &mut Registry<'_>, config: &WorkerConfig, batch: Vec<Job>, 
             p.failed = Some(e);
         }
     }
+    publish(registry, metrics);
     // Rows per task, then tasks per layout class: one class is one series of base forwards.
     let mut by_task: BTreeMap<&str, Rows> = BTreeMap::new();
     for (j, p) in pending.iter().enumerate() {
