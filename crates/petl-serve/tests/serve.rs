@@ -337,9 +337,14 @@ async fn full_queue_answers_429_and_shutdown_drains_requests_in_flight() {
     let requests = || {
         (0..12).map(move |_| async move {
             let mut c = Client::connect(addr).await.unwrap();
-            c.post_json("/v1/classify", &json!({"task": "lora", "inputs": ["fine"]}))
-                .await
-                .map(|r| r.status)
+            // 16 inputs run as 16 one-row forwards: the worker stays busy while the others
+            // arrive, so the two-slot queue fills however fast the machine is.
+            c.post_json(
+                "/v1/classify",
+                &json!({"task": "lora", "inputs": vec!["fine"; 16]}),
+            )
+            .await
+            .map(|r| r.status)
         })
     };
     let statuses: Vec<u16> = futures_join(requests())
