@@ -4,7 +4,7 @@ use crate::registry::LoadedTask;
 use candle_core::Tensor;
 use petl_data::{collate, Encoded};
 use petl_methods::diff::{apply_diff, CorrectionGroups};
-use petl_models::{argmax_rows, Chain, EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
+use petl_models::{Chain, EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
 use petl_train::Prediction;
 use std::ops::Range;
 
@@ -126,29 +126,5 @@ pub(crate) fn run_shared(
 }
 
 fn predictions(task: &LoadedTask<'_>, logits: &Tensor) -> EngineResult<Vec<Prediction>> {
-    let spec = task.model.spec();
-    if spec.is_regression() {
-        let rows = logits.to_vec2::<f32>().map_err(err)?;
-        return Ok(rows
-            .into_iter()
-            .map(|scores| Prediction {
-                class: None,
-                label: None,
-                scores,
-            })
-            .collect());
-    }
-    let probs = petl_ops::softmax_last_dim(logits)
-        .and_then(|p| p.to_vec2::<f32>())
-        .map_err(err)?;
-    let argmax = argmax_rows(logits).map_err(err)?;
-    Ok(probs
-        .into_iter()
-        .zip(argmax)
-        .map(|(scores, class)| Prediction {
-            class: Some(class),
-            label: spec.labels().and_then(|l| l.get(class).cloned()),
-            scores,
-        })
-        .collect())
+    task.model.predictions(logits).map_err(err)
 }

@@ -378,22 +378,34 @@ impl<'m> TaskModel<'m> {
     pub fn predict(&self, encoded: &[Encoded], batch_size: usize, pad_id: u32) -> Result<Vec<Prediction>> {
         let mut out: Vec<Option<Prediction>> = vec![None; encoded.len()];
         self.for_each_batch(encoded, batch_size, pad_id, |rows_in, logits| {
-            let rows: Vec<Vec<f32>> = if self.spec.is_regression() {
-                logits.to_vec2::<f32>()?
-            } else {
-                petl_ops::softmax_last_dim(logits)?.to_vec2::<f32>()?
-            };
-            let argmax = argmax_rows(logits)?;
-            for ((&i, scores), am) in rows_in.iter().zip(rows).zip(argmax) {
-                let (class, label) = match self.spec.labels() {
-                    Some(labels) => (Some(am), labels.get(am).cloned()),
-                    None => (None, None),
-                };
-                out[i] = Some(Prediction { class, label, scores });
+            for (&i, p) in rows_in.iter().zip(self.predictions(logits)?) {
+                out[i] = Some(p);
             }
             Ok(())
         })?;
         Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Predictions from the head's logits `[rows, outputs]`: class probabilities and the
+    /// label (classification), or the predicted score (regression).
+    pub fn predictions(&self, logits: &Tensor) -> Result<Vec<Prediction>> {
+        let rows: Vec<Vec<f32>> = if self.spec.is_regression() {
+            logits.to_vec2::<f32>()?
+        } else {
+            petl_ops::softmax_last_dim(logits)?.to_vec2::<f32>()?
+        };
+        let argmax = argmax_rows(logits)?;
+        Ok(rows
+            .into_iter()
+            .zip(argmax)
+            .map(|(scores, am)| {
+                let (class, label) = match self.spec.labels() {
+                    Some(labels) => (Some(am), labels.get(am).cloned()),
+                    None => (None, None),
+                };
+                Prediction { class, label, scores }
+            })
+            .collect())
     }
 
     /// The head's raw outputs (logits, before any softmax) for `encoded`, in input order,
