@@ -12,7 +12,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    keep_large_buffers();
+    petl::ops::reuse_freed_memory();
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -42,20 +42,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Training allocates and frees parameter-sized buffers (up to the 47 MB word-embedding
-/// matrix of MiniLM) many times per step. glibc hands buffers above its 128 KiB default
-/// threshold straight back to the kernel, so every step page-faults them in again — on 2 cores
-/// that was 40% of a full fine-tuning step. Raising the thresholds keeps them in the heap.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_large_buffers() {
-    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_large_buffers() {}

@@ -1,4 +1,5 @@
-use candle_core::{Result, Tensor};
+use crate::cpu::{f32_slice, par_zip2};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -74,10 +75,47 @@ impl Dropout {
             Some(rng) if self.p > 0.0 => {
                 let mask = rng.keep_mask(x.elem_count(), self.p);
                 let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-                x.mul(&mask)
+                if crate::norm::fused(x, &[]) {
+                    x.contiguous()?.apply_op1(KeepMask(mask))
+                } else {
+                    x.mul(&mask)
+                }
             }
             _ => Ok(x.clone()),
         }
+    }
+}
+
+/// `x · mask` whose backward is `g · mask` alone: a generic multiply would also compute (and
+/// keep) a gradient for the constant mask.
+struct KeepMask(Tensor);
+
+impl CustomOp1 for KeepMask {
+    fn name(&self) -> &'static str {
+        "petl-dropout"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(x, xl, self.name())?;
+        let (m, ml) = self.0.storage_and_layout();
+        let Storage::Cpu(m) = &*m else {
+            return Err(candle_core::Error::Msg("dropout: mask on another device".into()));
+        };
+        let m = f32_slice(m, ml, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        par_zip2(x, m, &mut out, |x, m, o| {
+            for j in 0..o.len() {
+                o[j] = x[j] * m[j];
+            }
+        });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        Ok(Some(grad.mul(&self.0)?))
     }
 }
 

@@ -1,59 +1,257 @@
-use candle_core::{Result, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 
 /// `x · Wᵀ + b` over the last dimension of `x`, PyTorch's `nn.Linear` convention.
 ///
 /// Shapes: `x` is `[..., in]`, `weight` is `[out, in]`, `bias` is `[out]`; the result is `[..., out]`.
+///
+/// A frozen weight (one no gradient flows to: a plain tensor, not derived from a `Var`) runs as
+/// petl's own op, whose backward computes only what is trained: `dX = dY·W` and, for a trained
+/// bias (BitFit), `db = Σ dY`. candle's generic matmul backward would also compute and keep
+/// `dW = dYᵀ·X` for every frozen weight, a third of the step's FLOPs and most of its gradient
+/// memory. A trained weight (full fine-tuning, a diffed weight `w + δ`) takes the generic path.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims();
     let in_dim = *dims
         .last()
         .ok_or_else(|| candle_core::Error::Msg("linear on a scalar".into()))?;
+    let (out_dim, w_in) = weight.dims2()?;
+    if w_in != in_dim {
+        return Err(candle_core::Error::Msg(format!(
+            "linear: input has {in_dim} features, weight expects {w_in}"
+        )));
+    }
     let rows = x.elem_count() / in_dim.max(1);
-    // Folding the leading dimensions into one keeps this a single 2-D GEMM with a transposed
-    // right operand, which candle's CPU and CUDA backends run without copying the weight.
-    let x2 = x.reshape((rows, in_dim))?;
-    let y = x2.matmul(&weight.t()?)?;
-    let y = match bias {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
     let mut out_dims = dims.to_vec();
     let last = out_dims.len() - 1;
-    out_dims[last] = weight.dim(0)?;
+    out_dims[last] = out_dim;
+    let same_dtype = weight.dtype() == x.dtype() && bias.is_none_or(|b| b.dtype() == x.dtype());
+    if weight.track_op() || !same_dtype {
+        return generic_linear(x, weight, bias, rows, in_dim)?.reshape(out_dims);
+    }
+    // Folding the leading dimensions into one keeps this a single 2-D GEMM with a transposed
+    // right operand, which candle's CPU and CUDA backends run without copying the weight.
+    let x2 = x.reshape((rows, in_dim))?.contiguous()?;
+    let op = FrozenWeight {
+        weight: weight.clone(),
+    };
+    let y = match bias {
+        Some(b) if b.track_op() => x2.apply_op2(&b.reshape(out_dim)?, op)?,
+        Some(b) => x2.apply_op1(FrozenLinear {
+            weight: op,
+            bias: b.reshape(out_dim)?,
+        })?,
+        None => x2.apply_op1(op)?,
+    };
     y.reshape(out_dims)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
+fn generic_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    rows: usize,
+    in_dim: usize,
+) -> Result<Tensor> {
+    let y = x.reshape((rows, in_dim))?.matmul(&weight.t()?)?;
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
 
-    #[test]
-    fn matches_hand_computation_on_3d_input() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Tensor::new(&[[[1f32, 2.], [3., 4.]]], &dev)?; // [1,2,2]
-        let w = Tensor::new(&[[1f32, 1.], [2., -1.], [0., 3.]], &dev)?; // [3,2]
-        let b = Tensor::new(&[0.5f32, 0., -1.], &dev)?;
-        let y = linear(&x, &w, Some(&b))?;
-        // row [1,2]: [1+2+.5, 2-2+0, 0+6-1] ; row [3,4]: [7.5, 2, 11]
-        assert_eq!(
-            y.to_vec3::<f32>()?,
-            vec![vec![vec![3.5, 0., 5.], vec![7.5, 2., 11.]]]
-        );
-        Ok(())
+/// `x · Wᵀ` (+ a trained bias as the second operand) with `W` frozen.
+#[derive(Debug, Clone)]
+struct FrozenWeight {
+    weight: Tensor,
+}
+
+/// `x · Wᵀ + b` with both `W` and `b` frozen.
+#[derive(Debug, Clone)]
+struct FrozenLinear {
+    weight: FrozenWeight,
+    bias: Tensor,
+}
+
+impl FrozenWeight {
+    fn bmnk(&self, x: &Layout) -> Result<(usize, usize, usize, usize)> {
+        let (rows, k) = x.shape().dims2()?;
+        Ok((1, rows, self.weight.dim(0)?, k))
     }
 
-    #[test]
-    fn gradients_reach_input_weight_and_bias() -> Result<()> {
-        let dev = Device::Cpu;
-        let x = Var::new(&[[1f32, 2.]], &dev)?;
-        let w = Var::new(&[[3f32, 4.]], &dev)?;
-        let b = Var::new(&[5f32], &dev)?;
-        let y = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()))?.sum_all()?;
-        let g = y.backward()?;
-        assert_eq!(g.get(&x).unwrap().to_vec2::<f32>()?, vec![vec![3., 4.]]);
-        assert_eq!(g.get(&w).unwrap().to_vec2::<f32>()?, vec![vec![1., 2.]]);
-        assert_eq!(g.get(&b).unwrap().to_vec1::<f32>()?, vec![1.]);
-        Ok(())
+    /// `x · Wᵀ` on any backend's storage.
+    fn matmul<S: BackendStorage>(&self, x: &S, xl: &Layout, w: &S, wl: &Layout) -> Result<(S, Shape)> {
+        let bmnk = self.bmnk(xl)?;
+        let y = x.matmul(w, bmnk, xl, &wl.transpose(0, 1)?)?;
+        Ok((y, Shape::from((bmnk.1, bmnk.2))))
+    }
+
+    fn cpu(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (w, wl) = self.weight.storage_and_layout();
+        match &*w {
+            Storage::Cpu(w) => self.matmul(x, xl, w, wl),
+            _ => Err(candle_core::Error::Msg(
+                "frozen linear: weight and input on different devices".into(),
+            )),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(&self, x: &candle_core::CudaStorage, xl: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (w, wl) = self.weight.storage_and_layout();
+        match &*w {
+            Storage::Cuda(w) => self.matmul(x, xl, w, wl),
+            _ => Err(candle_core::Error::Msg(
+                "frozen linear: weight and input on different devices".into(),
+            )),
+        }
+    }
+
+    /// `dX = dY · W`, the only gradient a frozen weight passes on.
+    fn grad_input(&self, x: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+/// Adds the bias `b` to every row of `y` in place (CPU, any float dtype candle stores).
+fn add_rows(y: &mut CpuStorage, b: &CpuStorage, bl: &Layout) -> Result<()> {
+    let (start, end) = bl
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("linear: strided bias".into()))?;
+    fn add<T: Copy + std::ops::Add<Output = T> + Send + Sync>(y: &mut [T], b: &[T]) {
+        use rayon::prelude::*;
+        let d = b.len();
+        y.par_chunks_mut(crate::cpu::rows_per_task(d) * d)
+            .for_each(|block| {
+                for row in block.chunks_exact_mut(d) {
+                    for (v, &bv) in row.iter_mut().zip(b) {
+                        *v = *v + bv;
+                    }
+                }
+            });
+    }
+    match (y, b) {
+        (CpuStorage::F32(y), CpuStorage::F32(b)) => add(y, &b[start..end]),
+        (CpuStorage::F64(y), CpuStorage::F64(b)) => add(y, &b[start..end]),
+        (CpuStorage::BF16(y), CpuStorage::BF16(b)) => add(y, &b[start..end]),
+        (CpuStorage::F16(y), CpuStorage::F16(b)) => add(y, &b[start..end]),
+        (y, b) => {
+            return Err(candle_core::Error::Msg(format!(
+                "linear: bias {:?} on output {:?}",
+                b.dtype(),
+                y.dtype()
+            )))
+        }
+    }
+    Ok(())
+}
+
+impl CustomOp1 for FrozenWeight {
+    fn name(&self) -> &'static str {
+        "petl-frozen-linear"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.cpu(x, xl)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.cuda(x, xl)
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        self.grad_input(x, grad)
+    }
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "petl-frozen-linear-bias"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (mut y, shape) = self.weight.cpu(x, xl)?;
+        let (b, bl) = self.bias.storage_and_layout();
+        let Storage::Cpu(b) = &*b else {
+            return Err(candle_core::Error::Msg(
+                "frozen linear: bias on another device".into(),
+            ));
+        };
+        add_rows(&mut y, b, bl)?;
+        Ok((y, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (y, shape) = self.weight.cuda(x, xl)?;
+        let (b, bl) = self.bias.storage_and_layout();
+        let Storage::Cuda(b) = &*b else {
+            return Err(candle_core::Error::Msg(
+                "frozen linear: bias on another device".into(),
+            ));
+        };
+        let yl = Layout::contiguous(&shape);
+        let y = y.binary_impl::<candle_core::op::Add>(b, &yl, &bl.broadcast_as(shape.clone())?)?;
+        Ok((y, shape))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        self.weight.grad_input(x, grad)
+    }
+}
+
+/// Frozen weight, trained bias: the second operand is the bias.
+impl CustomOp2 for FrozenWeight {
+    fn name(&self) -> &'static str {
+        "petl-frozen-weight-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (mut y, shape) = self.cpu(x, xl)?;
+        add_rows(&mut y, b, bl)?;
+        Ok((y, shape))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        xl: &Layout,
+        b: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (y, shape) = self.cuda(x, xl)?;
+        let yl = Layout::contiguous(&shape);
+        let y = y.binary_impl::<candle_core::op::Add>(b, &yl, &bl.broadcast_as(shape.clone())?)?;
+        Ok((y, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let db = if b.track_op() { Some(grad.sum(0)?) } else { None };
+        Ok((self.grad_input(x, grad)?, db))
     }
 }

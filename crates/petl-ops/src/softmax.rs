@@ -1,16 +1,106 @@
-use candle_core::{Result, Tensor, D};
+use crate::cpu::{f32_slice, par_rows};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
 
-/// Softmax over the last dimension, stabilised by subtracting the row maximum.
+/// Numerically stable softmax over the last dimension.
 ///
-/// Composed from `exp`, `sum` and `div` so its gradient is exact; candle's fused
-/// `softmax_last_dim` returns a silently wrong gradient in 0.11.
+/// Contiguous f32 on the CPU runs petl's fused kernel (one pass forward; backward
+/// `dx = y · (g − Σ g·y)` in one pass over `y` and `g`, without keeping `exp(x − max)`);
+/// otherwise candle ops compose it.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    // The max is a constant shift: detaching it changes no value or gradient but keeps the
-    // backward graph free of the max's (zero) contribution.
+    if crate::norm::fused(x, &[]) {
+        return x.contiguous()?.apply_op1(Softmax);
+    }
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
     e.broadcast_div(&s)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "petl-softmax"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(x, xl, self.name())?;
+        let d = *xl.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; x.len()];
+        par_rows(x, &mut out, d, |xs, ys| {
+            for (xr, yr) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
+                let max = xr.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                for (y, &v) in yr.iter_mut().zip(xr) {
+                    *y = crate::cpu::exp(v - max);
+                }
+                let inv = 1.0 / crate::norm::lane_sum(yr, |v| v);
+                for y in yr.iter_mut() {
+                    *y *= inv;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        if !x.track_op() {
+            return Ok(None);
+        }
+        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward)?))
+    }
+}
+
+/// `dx = y · (g − Σ g·y)` row by row.
+struct SoftmaxBackward;
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "petl-softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        y: &CpuStorage,
+        yl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let y = f32_slice(y, yl, self.name())?;
+        let g = f32_slice(g, gl, self.name())?;
+        let d = *yl.dims().last().unwrap_or(&1);
+        let mut out = vec![0f32; y.len()];
+        let block = crate::cpu::rows_per_task(d) * d;
+        out.par_chunks_mut(block)
+            .zip(y.par_chunks(block).zip(g.par_chunks(block)))
+            .for_each(|(os, (ys, gs))| {
+                for ((or, yr), gr) in os
+                    .chunks_exact_mut(d)
+                    .zip(ys.chunks_exact(d))
+                    .zip(gs.chunks_exact(d))
+                {
+                    let mut acc = [0f32; 8];
+                    let (yc, gc) = (yr.chunks_exact(8), gr.chunks_exact(8));
+                    let tail: f32 = yc
+                        .remainder()
+                        .iter()
+                        .zip(gc.remainder())
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    for (a, b) in yc.zip(gc) {
+                        for k in 0..8 {
+                            acc[k] += a[k] * b[k];
+                        }
+                    }
+                    let dot = acc.iter().sum::<f32>() + tail;
+                    for j in 0..d {
+                        or[j] = yr[j] * (gr[j] - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), yl.shape().clone()))
+    }
 }
 
 /// `log Σ exp(x)` over the last dimension, keeping it (`[.., 1]`), stabilised like

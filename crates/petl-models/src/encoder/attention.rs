@@ -59,7 +59,7 @@ impl SelfAttention {
             bias = Tensor::cat(&[&open, &bias], 3)?;
         }
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+        let scores = petl_ops::scale_add_mask(&q.matmul(&k.t()?)?, scale, &bias)?;
         let probs = petl_ops::softmax_last_dim(&scores)?;
         let probs = ctx.dropout(&self.probs_dropout, &probs)?;
         let heads = probs.matmul(&v)?;

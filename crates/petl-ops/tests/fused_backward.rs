@@ -1,0 +1,310 @@
+//! petl's fused ops against the generic candle composition and finite differences.
+//!
+//! Each op runs its fused f32 CPU kernel; the same function on f64 inputs takes the generic
+//! path (the fused kernels are f32-only), which gives the reference forward and gradients; the
+//! reference gradients are themselves checked by central finite differences in f64.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use petl_ops::Activation;
+
+/// Deterministic values in roughly [-2, 2].
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn tensor(shape: &[usize], seed: u64, dtype: DType) -> Result<Tensor> {
+    let n = shape.iter().product();
+    Tensor::from_vec(values(n, seed), shape, &Device::Cpu)?.to_dtype(dtype)
+}
+
+/// An op under test: inputs (some trained) to output.
+type Op = dyn Fn(&[Tensor]) -> Result<Tensor>;
+
+/// Σ w·op(inputs) and the gradient of every input that is a `Var` (`trained[i]`).
+fn loss_and_grads(
+    op: &Op,
+    inputs: &[Tensor],
+    trained: &[bool],
+    dtype: DType,
+) -> Result<(f64, Vec<Option<Vec<f64>>>)> {
+    let vars: Vec<Option<Var>> = inputs
+        .iter()
+        .zip(trained)
+        .map(|(t, &tr)| tr.then(|| Var::from_tensor(&t.to_dtype(dtype)?)).transpose())
+        .collect::<Result<_>>()?;
+    let args: Vec<Tensor> = inputs
+        .iter()
+        .zip(&vars)
+        .map(|(t, v)| match v {
+            Some(v) => Ok(v.as_tensor().clone()),
+            None => t.to_dtype(dtype),
+        })
+        .collect::<Result<_>>()?;
+    let y = op(&args)?;
+    let w = tensor(y.dims(), 99, dtype)?;
+    let loss = y.mul(&w)?.sum_all()?;
+    let grads = loss.backward()?;
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let gs = vars
+        .iter()
+        .map(|v| {
+            v.as_ref()
+                .map(|v| -> Result<Vec<f64>> {
+                    let g = grads.get(v).expect("a trained input has a gradient");
+                    g.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
+                })
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    Ok((value, gs))
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Checks `op`: fused f32 vs generic f64 forward and gradients, and the f64 gradients vs
+/// central differences on a sample of coordinates.
+fn check(name: &str, op: &Op, inputs: &[Tensor], trained: &[bool], tol: f64) -> Result<()> {
+    let y32 = op(&inputs
+        .iter()
+        .map(|t| t.to_dtype(DType::F32))
+        .collect::<Result<Vec<_>>>()?)?;
+    let y64 = op(&inputs
+        .iter()
+        .map(|t| t.to_dtype(DType::F64))
+        .collect::<Result<Vec<_>>>()?)?;
+    let fwd = max_abs_diff(
+        &y32.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+        &y64.flatten_all()?.to_vec1()?,
+    );
+    assert!(fwd < tol, "{name}: forward differs by {fwd}");
+
+    let (_, g32) = loss_and_grads(op, inputs, trained, DType::F32)?;
+    let (_, g64) = loss_and_grads(op, inputs, trained, DType::F64)?;
+    for (i, (a, b)) in g32.iter().zip(&g64).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                let d = max_abs_diff(a, b) / scale;
+                assert!(d < tol, "{name}: gradient of input {i} differs by {d} (relative)");
+            }
+            (None, None) => {}
+            _ => panic!("{name}: input {i} has a gradient on one path only"),
+        }
+    }
+
+    // Finite differences of the f64 reference.
+    let h = 1e-6;
+    for (i, t) in inputs.iter().enumerate() {
+        let Some(analytic) = &g64[i] else { continue };
+        let base: Vec<f64> = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let step = (base.len() / 7).max(1);
+        for k in (0..base.len()).step_by(step) {
+            let shifted = |delta: f64| -> Result<f64> {
+                let mut v = base.clone();
+                v[k] += delta;
+                let mut args = inputs.to_vec();
+                args[i] = Tensor::from_vec(v, t.dims(), &Device::Cpu)?;
+                Ok(loss_and_grads(op, &args, &vec![false; inputs.len()], DType::F64)?.0)
+            };
+            let fd = (shifted(h)? - shifted(-h)?) / (2.0 * h);
+            let err = (fd - analytic[k]).abs() / analytic[k].abs().max(1.0);
+            assert!(
+                err < 1e-5,
+                "{name}: input {i}[{k}] analytic {} vs finite difference {fd}",
+                analytic[k]
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn layer_norm_matches_reference_for_input_scale_and_shift() -> Result<()> {
+    let op = |a: &[Tensor]| petl_ops::layer_norm(&a[0], &a[1], &a[2], 1e-5);
+    let inputs = [
+        tensor(&[3, 5, 24], 1, DType::F64)?,
+        ((tensor(&[24], 2, DType::F64)? * 0.5)? + 1.0)?,
+        tensor(&[24], 3, DType::F64)?,
+    ];
+    check(
+        "layer_norm (all trained)",
+        &op,
+        &inputs,
+        &[true, true, true],
+        2e-5,
+    )?;
+    check(
+        "layer_norm (frozen γ, β)",
+        &op,
+        &inputs,
+        &[true, false, false],
+        2e-5,
+    )?;
+    check(
+        "layer_norm (BitFit: β only)",
+        &op,
+        &inputs,
+        &[true, false, true],
+        2e-5,
+    )
+}
+
+#[test]
+fn rms_norm_matches_reference() -> Result<()> {
+    let op = |a: &[Tensor]| petl_ops::rms_norm(&a[0], &a[1], 1e-6);
+    let inputs = [tensor(&[4, 40], 4, DType::F64)?, tensor(&[40], 5, DType::F64)?];
+    check("rms_norm", &op, &inputs, &[true, true], 2e-5)?;
+    check("rms_norm (frozen γ)", &op, &inputs, &[true, false], 2e-5)
+}
+
+#[test]
+fn softmax_matches_reference_including_masked_positions() -> Result<()> {
+    let op = |a: &[Tensor]| petl_ops::softmax_last_dim(&a[0]);
+    let x = (tensor(&[2, 3, 7, 19], 6, DType::F64)? * 3.0)?;
+    check("softmax", &op, std::slice::from_ref(&x), &[true], 2e-6)?;
+    // A −1e9 additive mask, as attention applies it: masked probabilities are exactly 0.
+    let mask = Tensor::from_vec(
+        (0..19)
+            .map(|j| if j % 4 == 3 { -1e9 } else { 0.0 })
+            .collect::<Vec<f64>>(),
+        19,
+        &Device::Cpu,
+    )?;
+    let masked = x.broadcast_add(&mask)?.to_dtype(DType::F32)?;
+    let p = petl_ops::softmax_last_dim(&masked)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    assert!(p.iter().enumerate().all(|(i, &v)| (i % 19) % 4 != 3 || v == 0.0));
+    Ok(())
+}
+
+#[test]
+fn gelu_and_silu_match_reference() -> Result<()> {
+    let x = (tensor(&[5, 300], 7, DType::F64)? * 2.0)?;
+    for act in [Activation::Gelu, Activation::Silu] {
+        let op = move |a: &[Tensor]| act.forward(&a[0]);
+        check(act.hf_name(), &op, std::slice::from_ref(&x), &[true], 1e-6)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn frozen_linear_passes_only_the_input_and_bias_gradients() -> Result<()> {
+    let x = tensor(&[2, 3, 16], 8, DType::F64)?;
+    let w = tensor(&[10, 16], 9, DType::F64)?;
+    let b = tensor(&[10], 10, DType::F64)?;
+    // Frozen weight (a plain tensor), frozen or trained (BitFit) bias.
+    let op = |a: &[Tensor]| petl_ops::linear(&a[0], &a[1], Some(&a[2]));
+    check(
+        "frozen linear",
+        &op,
+        &[x.clone(), w.clone(), b.clone()],
+        &[true, false, false],
+        2e-6,
+    )?;
+    check(
+        "frozen linear, trained bias",
+        &op,
+        &[x.clone(), w.clone(), b.clone()],
+        &[true, false, true],
+        2e-6,
+    )?;
+    // The generic path for a trained weight still gives all three.
+    check(
+        "trained linear",
+        &op,
+        &[x.clone(), w.clone(), b.clone()],
+        &[true, true, true],
+        2e-6,
+    )?;
+    let op = |a: &[Tensor]| petl_ops::linear(&a[0], &a[1], None);
+    check("frozen linear, no bias", &op, &[x, w], &[true, false], 2e-6)
+}
+
+#[test]
+fn frozen_linear_matches_matmul_and_keeps_no_weight_gradient() -> Result<()> {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&tensor(&[4, 16], 11, DType::F32)?)?;
+    let w = tensor(&[6, 16], 12, DType::F32)?;
+    let b = tensor(&[6], 13, DType::F32)?;
+    let y = petl_ops::linear(x.as_tensor(), &w, Some(&b))?;
+    let want = x.as_tensor().matmul(&w.t()?)?.broadcast_add(&b)?;
+    let d = (y.clone() - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-5, "forward differs by {d}");
+    let grads = y.sum_all()?.backward()?;
+    assert!(
+        grads.get(&w).is_none() && grads.get(&b).is_none(),
+        "frozen operands got a gradient"
+    );
+    let gx = grads.get(x.as_tensor()).expect("input gradient");
+    let want = w.sum(0)?.unsqueeze(0)?.broadcast_as((4, 16))?;
+    let d = (gx - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-5);
+    let _ = dev;
+    Ok(())
+}
+
+#[test]
+fn dropout_backward_masks_the_gradient() -> Result<()> {
+    let x = Var::from_tensor(&tensor(&[64, 64], 14, DType::F32)?)?;
+    let d = petl_ops::Dropout::new(0.3);
+    let mut rng = petl_ops::DropoutRng::new(3);
+    let y = d.forward(x.as_tensor(), Some(&mut rng))?;
+    let g = y.sum_all()?.backward()?;
+    let gx = g
+        .get(x.as_tensor())
+        .expect("gradient")
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let yv = y.flatten_all()?.to_vec1::<f32>()?;
+    let xv = x.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+    for ((g, y), x) in gx.iter().zip(&yv).zip(&xv) {
+        // The gradient is the mask: y = x·mask.
+        assert!((y - x * g).abs() < 1e-6);
+        assert!(*g == 0.0 || (g - 1.0 / 0.7).abs() < 1e-5);
+    }
+    Ok(())
+}
+
+#[test]
+fn scaled_masked_scores_match_reference() -> Result<()> {
+    // [batch 2, heads 3, queries 4, keys 5] logits and a [2, 1, 1, 5] mask with padded keys.
+    let x = tensor(&[2, 3, 4, 5], 15, DType::F64)?;
+    let mask_of = |m: f64| {
+        Tensor::from_vec(
+            vec![0., 0., 0., m, m, 0., 0., 0., 0., 0.],
+            (2, 1, 1, 5),
+            &Device::Cpu,
+        )
+    };
+    let op = |a: &[Tensor]| petl_ops::scale_add_mask(&a[0], 0.125, &a[1]);
+    // −1e9 swallows x in f32 but not in f64, so the f32-vs-f64 check uses a moderate mask.
+    check(
+        "scale_add_mask",
+        &op,
+        &[x.clone(), mask_of(-30.)?],
+        &[true, false],
+        1e-6,
+    )?;
+    let mask = mask_of(-1e9)?;
+    let fused = petl_ops::scale_add_mask(&x.to_dtype(DType::F32)?, 0.125, &mask.to_dtype(DType::F32)?)?;
+    let want = (x * 0.125)?.broadcast_add(&mask)?.to_dtype(DType::F32)?;
+    assert_eq!(
+        fused.flatten_all()?.to_vec1::<f32>()?,
+        want.flatten_all()?.to_vec1::<f32>()?
+    );
+    Ok(())
+}
