@@ -306,6 +306,9 @@ pub struct HyperArgs {
     /// Checkpoint every N steps (0: at each evaluation).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
+    /// Precision of the frozen linears: f32, f16 (with loss scaling) or bf16 (CUDA only).
+    #[arg(long)]
+    pub precision: Option<petl::models::Precision>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -141,7 +141,8 @@ fn apply_overrides(t: &mut TrainConfig, h: &HyperArgs) {
         max_len,
         eval_every,
         log_every,
-        checkpoint_every
+        checkpoint_every,
+        precision
     );
     if h.train_rows.is_some() {
         t.train_rows = h.train_rows;

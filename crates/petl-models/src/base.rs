@@ -4,7 +4,7 @@
 
 use crate::weights::Checkpoint;
 use crate::{ForwardCtx, Hooks, Proj, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
 
 /// A pretrained tensor and its canonical checkpoint name.
@@ -33,18 +33,25 @@ impl BaseParam {
 pub(crate) struct Loader<'a> {
     ckpt: &'a mut Checkpoint,
     taken: BTreeMap<String, Tensor>,
+    /// The dtype linear weights and biases are stored in (see [`crate::Precision`]).
+    linear_dtype: DType,
 }
 
 impl<'a> Loader<'a> {
-    pub(crate) fn new(ckpt: &'a mut Checkpoint) -> Self {
+    pub(crate) fn new(ckpt: &'a mut Checkpoint, linear_dtype: DType) -> Self {
         Self {
             ckpt,
             taken: BTreeMap::new(),
+            linear_dtype,
         }
     }
 
     pub(crate) fn param(&mut self, name: &str, shape: &[usize]) -> Result<BaseParam> {
-        let tensor = self.ckpt.take(name, shape)?;
+        self.param_in(name, shape, DType::F32)
+    }
+
+    fn param_in(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<BaseParam> {
+        let tensor = self.ckpt.take(name, shape)?.to_dtype(dtype)?;
         self.taken.insert(name.to_string(), tensor.clone());
         Ok(BaseParam {
             name: name.to_string(),
@@ -68,8 +75,8 @@ impl<'a> Loader<'a> {
 
     pub(crate) fn linear(&mut self, prefix: &str, out_dim: usize, in_dim: usize) -> Result<BaseLinear> {
         Ok(BaseLinear {
-            weight: self.param(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
-            bias: Some(self.param(&format!("{prefix}.bias"), &[out_dim])?),
+            weight: self.param_in(&format!("{prefix}.weight"), &[out_dim, in_dim], self.linear_dtype)?,
+            bias: Some(self.param_in(&format!("{prefix}.bias"), &[out_dim], self.linear_dtype)?),
         })
     }
 

@@ -10,6 +10,9 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Stora
 /// bias (BitFit), `db = Σ dY`. candle's generic matmul backward would also compute and keep
 /// `dW = dYᵀ·X` for every frozen weight, a third of the step's FLOPs and most of its gradient
 /// memory. A trained weight (full fine-tuning, a diffed weight `w + δ`) takes the generic path.
+///
+/// A frozen weight stored in another dtype than `x` (f16/bf16 under mixed precision) computes
+/// in the weight's dtype and returns `x`'s.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let dims = x.dims();
     let in_dim = *dims
@@ -25,10 +28,21 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     let mut out_dims = dims.to_vec();
     let last = out_dims.len() - 1;
     out_dims[last] = out_dim;
-    let same_dtype = weight.dtype() == x.dtype() && bias.is_none_or(|b| b.dtype() == x.dtype());
-    if weight.track_op() || !same_dtype {
-        return generic_linear(x, weight, bias, rows, in_dim)?.reshape(out_dims);
+    if weight.track_op() {
+        let cast = |t: &Tensor| t.to_dtype(x.dtype());
+        let b = bias.map(cast).transpose()?;
+        return generic_linear(x, &cast(weight)?, b.as_ref(), rows, in_dim)?.reshape(out_dims);
     }
+    if weight.dtype() != x.dtype() {
+        // A frozen weight stored in half precision (mixed precision): multiply in the weight's
+        // dtype and hand the result back in the activations' dtype. The casts are
+        // differentiable, so gradients reach `x` and a trained bias in their own dtype.
+        let compute = weight.dtype();
+        let b = bias.map(|b| b.to_dtype(compute)).transpose()?;
+        return linear(&x.to_dtype(compute)?, weight, b.as_ref())?.to_dtype(x.dtype());
+    }
+    let bias = bias.map(|b| b.to_dtype(x.dtype())).transpose()?;
+    let bias = bias.as_ref();
     // Folding the leading dimensions into one keeps this a single 2-D GEMM with a transposed
     // right operand, which candle's CPU and CUDA backends run without copying the weight.
     let x2 = x.reshape((rows, in_dim))?.contiguous()?;

@@ -308,3 +308,24 @@ fn scaled_masked_scores_match_reference() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn half_precision_frozen_linear_computes_in_f16_and_returns_f32_gradients() -> Result<()> {
+    let x = Var::from_tensor(&tensor(&[3, 32], 16, DType::F32)?)?;
+    let w = tensor(&[8, 32], 17, DType::F32)?;
+    let b = tensor(&[8], 18, DType::F32)?;
+    let want = petl_ops::linear(x.as_tensor(), &w, Some(&b))?;
+    let (w16, b16) = (w.to_dtype(DType::F16)?, b.to_dtype(DType::F16)?);
+    let got = petl_ops::linear(x.as_tensor(), &w16, Some(&b16))?;
+    assert_eq!(got.dtype(), DType::F32);
+    let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+    let d = (got.clone() - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d / scale < 2e-3, "f16 linear off by {d} (scale {scale})");
+    let g = got.sum_all()?.backward()?;
+    let gx = g.get(x.as_tensor()).expect("input gradient");
+    assert_eq!(gx.dtype(), DType::F32);
+    let want_gx = w.sum(0)?.unsqueeze(0)?.broadcast_as((3, 32))?;
+    let d = (gx - want_gx)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-2, "f16 input gradient off by {d}");
+    Ok(())
+}

@@ -8,7 +8,7 @@ use crate::schedule::Schedule;
 use crate::{Result, TrainError};
 use petl_data::{GlueTask, TableSpec};
 use petl_methods::Method;
-use petl_models::Pooling;
+use petl_models::{Pooling, Precision};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -138,6 +138,9 @@ pub struct TrainConfig {
     /// Save a resumable checkpoint every N optimizer steps; 0 checkpoints at each evaluation.
     /// Default 0.
     pub checkpoint_every: u64,
+    /// Precision of the frozen linears (mixed precision, see [`Precision`]). f16 trains with
+    /// dynamic loss scaling. Default f32.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -162,6 +165,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             log_every: 10,
             checkpoint_every: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -210,6 +214,33 @@ impl TrainConfig {
 }
 
 impl RunConfig {
+    /// Mixed precision keeps the frozen linears in half precision, so a method that trains
+    /// base parameters themselves (full fine-tuning, BitFit, diffs) would train half-precision
+    /// copies: refused, naming the delta.
+    pub fn check_precision(&self) -> Result<()> {
+        if self.train.precision == Precision::F32 {
+            return Ok(());
+        }
+        if let Some(d) = self
+            .method
+            .deltas
+            .iter()
+            .find(|d| d.site == petl_methods::Site::Params)
+        {
+            return Err(TrainError::Config {
+                field: "precision",
+                reason: format!(
+                    "{} keeps frozen weights in half precision, but method {:?} trains base parameters \
+                     ({}); use f32",
+                    self.train.precision,
+                    self.method.name,
+                    d.form.kind()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads a TOML (`.toml`) or JSON (`.json`) run configuration.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
@@ -238,6 +269,24 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_refuses_methods_that_train_base_parameters() {
+        let mut cfg = sample();
+        cfg.train.precision = Precision::F16;
+        for name in ["full", "bitfit", "diff-pruning"] {
+            cfg.method = petl_methods::preset(name).unwrap();
+            let e = cfg.check_precision().unwrap_err().to_string();
+            assert!(e.contains("precision") && e.contains("use f32"), "{name}: {e}");
+        }
+        for name in ["lora", "mam", "prefix", "pa-ffn"] {
+            cfg.method = petl_methods::preset(name).unwrap();
+            cfg.check_precision().unwrap();
+        }
+        cfg.train.precision = Precision::F32;
+        cfg.method = petl_methods::preset("full").unwrap();
+        cfg.check_precision().unwrap();
+    }
 
     fn sample() -> RunConfig {
         RunConfig {

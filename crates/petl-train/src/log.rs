@@ -24,6 +24,9 @@ pub enum LogRecord {
         grad_norm: f64,
         /// Training throughput so far.
         examples_per_s: f64,
+        /// Seconds since the run started (model loading and tokenisation included).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elapsed_s: Option<f64>,
         /// Diff pruning: the λ-weighted expected-L0 penalty of the last step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         penalty: Option<f64>,

@@ -3,6 +3,7 @@
 use crate::checkpoint::{self, LoopState};
 use crate::config::{RunConfig, TaskSource};
 use crate::log::{read_log, JsonlLog, LogRecord};
+use crate::loss_scale::{LossScaler, ScaledStep};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::session::{EvalOutcome, TaskModel};
 use crate::{plot, Result, TrainError};
@@ -86,9 +87,10 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     t.validate()?;
     prepare_run_dir(cfg, run_dir, opts.resume)?;
     let device = Device::Cpu;
+    cfg.check_precision()?;
 
     let model_dir = ModelDir::open(&cfg.model)?;
-    let model = EncoderModel::load(&model_dir, &device)?;
+    let model = EncoderModel::load_with_precision(&model_dir, &device, t.precision)?;
     let encoder = TextEncoder::from_file(
         &model_dir.tokenizer_path()?,
         t.max_len.min(model.config().max_input_len()),
@@ -186,6 +188,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         JsonlLog::open(&log_path, None)?
     };
 
+    let mut scaler = t.precision.needs_loss_scaling().then(LossScaler::new);
     let bar = progress_bar(opts.progress, total_steps, state.global_step);
     let mut last_eval: Option<(u64, EvalOutcome)> = None;
     let mut steps_this_process = 0u64;
@@ -204,7 +207,13 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             let started = Instant::now();
             let lr = t.schedule.lr_at(state.global_step, total_steps, warmup, t.lr);
             let mut ctx = ForwardCtx::train(DropoutRng::for_step(t.seed, state.global_step));
-            let (loss, n_examples, mut grads) = accumulate(&tm, &train_enc, micro, pad, &mut ctx)?;
+            let scale = scaler.as_ref().map_or(1.0, LossScaler::scale);
+            let (loss, n_examples, mut grads) = accumulate(&tm, &train_enc, micro, pad, scale, &mut ctx)?;
+            if scale != 1.0 {
+                for g in grads.values_mut() {
+                    *g = (&*g * (1.0 / scale))?;
+                }
+            }
             let penalty = add_penalty(&tm, &mut grads)?;
             let total_loss = loss + penalty.as_ref().map_or(0.0, |p| p.0);
             if !total_loss.is_finite() {
@@ -217,8 +226,20 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                 .into_iter()
                 .partition(|(name, _)| tm.delta().is_gate_param(name));
             let grad_norm = clip_grad_norm(&mut grads, t.max_grad_norm)?;
-            optim.step(&grads, lr)?;
-            if let Some(gate_lr) = gate_lr {
+            if let Some(scaler) = scaler.as_mut() {
+                if scaler.update(grad_norm) == ScaledStep::Skip {
+                    tracing::debug!(
+                        "step {}: f16 gradients overflowed, skipped; loss scale now {}",
+                        state.global_step + 1,
+                        scaler.scale()
+                    );
+                }
+            }
+            let overflowed = !grad_norm.is_finite() && scaler.is_some();
+            if !overflowed {
+                optim.step(&grads, lr)?;
+            }
+            if let (Some(gate_lr), false) = (gate_lr, overflowed) {
                 clip_grad_norm(&mut gate_grads, t.max_grad_norm)?;
                 gate_optim.step(&gate_grads, gate_lr)?;
             }
@@ -229,6 +250,12 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             state.pending_loss.0 += loss;
             state.pending_loss.1 += 1;
             steps_this_process += 1;
+            if steps_this_process == 1 {
+                tracing::debug!(
+                    "first step done {:.2} s after start",
+                    wall.elapsed().as_secs_f64()
+                );
+            }
             bar.set_position(state.global_step);
             bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
 
@@ -242,6 +269,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                     lr,
                     grad_norm,
                     examples_per_s: state.examples_seen as f64 / state.train_seconds.max(1e-9),
+                    elapsed_s: Some(wall.elapsed().as_secs_f64()),
                     penalty: penalty.map(|p| p.0),
                     expected_density: penalty.map(|p| p.1),
                 })?;
@@ -443,11 +471,15 @@ fn record_if_best(state: &mut LoopState, outcome: &EvalOutcome) -> bool {
 /// Runs the micro-batches of one optimizer step and sums their gradients. Each micro-batch's
 /// loss is weighted by its share of the step's examples, so the step's gradient is that of the
 /// mean loss over all its examples whatever the accumulation.
+///
+/// `loss_scale` multiplies each loss before backward (f16 loss scaling); the returned loss is
+/// unscaled, the gradients are not.
 fn accumulate(
     tm: &TaskModel<'_>,
     data: &[Encoded],
     micro: &[Vec<usize>],
     pad: u32,
+    loss_scale: f64,
     ctx: &mut ForwardCtx,
 ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
     let total: usize = micro.iter().map(Vec::len).sum();
@@ -459,7 +491,12 @@ fn accumulate(
         let weight = indices.len() as f64 / total as f64;
         let loss = (tm.loss(&batch, ctx)? * weight)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
-        add_gradients(tm, &loss.backward()?, &mut grads)?;
+        let scaled = if loss_scale == 1.0 {
+            loss
+        } else {
+            (loss * loss_scale)?
+        };
+        add_gradients(tm, &scaled.backward()?, &mut grads)?;
     }
     Ok((loss_sum, total, grads))
 }
@@ -722,12 +759,13 @@ mod tests {
                 label: Label::Class(i % 2),
             })
             .collect();
-        let big = accumulate(&tm, &data, &[(0..8).collect()], 0, &mut ForwardCtx::eval())?;
+        let big = accumulate(&tm, &data, &[(0..8).collect()], 0, 1.0, &mut ForwardCtx::eval())?;
         let small = accumulate(
             &tm,
             &data,
             &[(0..4).collect(), (4..8).collect()],
             0,
+            1.0,
             &mut ForwardCtx::eval(),
         )?;
         assert!((big.0 - small.0).abs() < 1e-5, "loss {} vs {}", big.0, small.0);

@@ -8,7 +8,7 @@ use crate::base::{BaseLinear, Loader};
 use crate::config::EncoderConfig;
 use crate::model_dir::ModelDir;
 use crate::weights::{Checkpoint, Fingerprint};
-use crate::{ForwardCtx, Hooks, ModelError, Result};
+use crate::{ForwardCtx, Hooks, ModelError, Precision, Result};
 use block::Block;
 use candle_core::{DType, Device, Tensor};
 use embeddings::Embeddings;
@@ -73,20 +73,36 @@ pub struct EncoderModel {
     extra: BTreeMap<String, Tensor>,
     fingerprint: Fingerprint,
     device: Device,
+    precision: Precision,
 }
 
 impl EncoderModel {
     /// Loads the model in `dir` onto `device`.
     pub fn load(dir: &ModelDir, device: &Device) -> Result<Self> {
+        Self::load_with_precision(dir, device, Precision::F32)
+    }
+
+    /// Loads the model in `dir` onto `device` with its frozen linears in `precision`.
+    pub fn load_with_precision(dir: &ModelDir, device: &Device, precision: Precision) -> Result<Self> {
+        precision.check(device)?;
         let config = EncoderConfig::from_file(&dir.config_path())?;
         let ckpt = Checkpoint::load(dir.weight_files(), config.family.checkpoint_prefix(), device)?;
-        Self::from_checkpoint(config, ckpt, device)
+        Self::build(config, ckpt, device, precision)
     }
 
     /// Builds the model from an already-read config and checkpoint.
-    pub fn from_checkpoint(config: EncoderConfig, mut ckpt: Checkpoint, device: &Device) -> Result<Self> {
+    pub fn from_checkpoint(config: EncoderConfig, ckpt: Checkpoint, device: &Device) -> Result<Self> {
+        Self::build(config, ckpt, device, Precision::F32)
+    }
+
+    fn build(
+        config: EncoderConfig,
+        mut ckpt: Checkpoint,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         let fingerprint = ckpt.fingerprint().clone();
-        let mut loader = Loader::new(&mut ckpt);
+        let mut loader = Loader::new(&mut ckpt, precision.linear_dtype());
         let embeddings = Embeddings::load(&mut loader, &config)?;
         let blocks = (0..config.num_layers)
             .map(|i| Block::load(&mut loader, &config, i))
@@ -106,7 +122,13 @@ impl EncoderModel {
             extra,
             fingerprint,
             device: device.clone(),
+            precision,
         })
+    }
+
+    /// The precision the frozen linears compute in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The configuration.
