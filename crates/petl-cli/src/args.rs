@@ -46,6 +46,77 @@ pub enum Command {
     /// Datasets in petl's cache.
     #[command(subcommand)]
     Data(FetchCommand),
+    /// Training-step throughput and peak memory per method, optionally next to PyTorch's.
+    Bench(BenchArgs),
+    /// One petl measurement of `petl bench`, printed as one JSON line (run in a child process
+    /// so that its peak memory is its own).
+    #[command(name = "bench-one", hide = true)]
+    BenchOne(BenchOneArgs),
+}
+
+/// The methods `petl bench` measures by default.
+pub const BENCH_METHODS: &str = "full,bitfit,lora,pa-ffn,mam,prefix,diff-pruning";
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// `minilm` (real weights, fetched into the cache), `bert-base` (BERT-base shape with random
+    /// weights, written once into the cache) or a local Hugging Face model directory.
+    #[arg(long, default_value = "minilm")]
+    pub model: String,
+    /// Comma-separated method presets.
+    #[arg(long, default_value = BENCH_METHODS)]
+    pub methods: String,
+    /// Examples per training step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Tokens per example.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Timed training steps (and timed inference forwards).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Compute threads of each measurement [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed of the random batch, the new weights and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Also run the PyTorch twin (scripts/bench_torch.py) with this Python interpreter, which
+    /// needs torch, transformers and peft (`scripts/python-env.sh` makes such a venv).
+    #[arg(long, value_name = "PYTHON")]
+    pub torch: Option<PathBuf>,
+    /// Run this PyTorch script instead of the copy built into petl.
+    #[arg(long, hide = true)]
+    pub torch_script: Option<PathBuf>,
+    /// Write every measurement as one JSON line to this file (written when all have run).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Measure only the PyTorch side.
+    #[arg(long, requires = "torch")]
+    pub skip_petl: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchOneArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model_dir: PathBuf,
+    /// Method preset.
+    #[arg(long)]
+    pub method: String,
+    #[arg(long)]
+    pub batch: usize,
+    #[arg(long)]
+    pub seq: usize,
+    #[arg(long)]
+    pub warmup: usize,
+    #[arg(long)]
+    pub steps: usize,
+    #[arg(long)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => crate::serve::run(*a),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
         Command::Data(c) => fetch_command(c, AssetKind::Dataset, quiet),
+        Command::Bench(a) => crate::bench::bench(a, quiet),
+        Command::BenchOne(a) => crate::bench::bench_one(a),
     }
 }
 

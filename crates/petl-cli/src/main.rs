@@ -1,6 +1,7 @@
 //! The `petl` command line: glue between flags and the library crates.
 
 mod args;
+mod bench;
 mod commands;
 mod design;
 mod diff;

@@ -76,7 +76,8 @@ pub fn projection_of(method: &Method) -> Option<&Projection> {
     })
 }
 
-fn without_projection(method: &Method) -> Method {
+/// The method with its projection removed: diff pruning's first stage.
+pub(crate) fn without_projection(method: &Method) -> Method {
     let mut m = method.clone();
     for d in &mut m.deltas {
         if let Form::Diff { projection, .. } = &mut d.form {

@@ -16,6 +16,9 @@ pub enum TrainError {
     /// An artifact or checkpoint could not be read or written.
     #[error(transparent)]
     Artifact(#[from] petl_artifact::ArtifactError),
+    /// A cached model could not be fetched.
+    #[error(transparent)]
+    Hub(#[from] petl_hub::HubError),
     /// Metrics could not be computed.
     #[error(transparent)]
     Metrics(#[from] petl_metrics::MetricsError),

@@ -7,6 +7,7 @@
 //! - [`TaskModel`]: a base model with one task's delta and head, for evaluation and prediction
 //!   from a saved artifact.
 //! - [`apply_overrides`]: `PATH=VALUE` assignments into a configuration (`petl train --set`).
+//! - [`bench`]: training-step throughput and peak memory of one method (`petl bench`).
 //! - [`sweep`]: a grid of runs over one base configuration, resumable, with results tables and
 //!   a budget-versus-metric plot (`petl sweep`).
 //!
@@ -14,6 +15,7 @@
 //! `artifact/` (the best trainable state) and the current resumable checkpoint.
 #![deny(missing_docs)]
 
+pub mod bench;
 mod checkpoint;
 mod config;
 pub mod diff_pipeline;

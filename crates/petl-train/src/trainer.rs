@@ -10,7 +10,7 @@ use crate::{plot, Result, TrainError};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use petl_data::{collate, plan_batches, BatchOrder, Dataset, Encoded, Split, TextEncoder};
-use petl_models::{EncoderModel, ForwardCtx, ModelDir};
+use petl_models::{EncoderModel, ForwardCtx, ModelDir, Precision};
 use petl_ops::DropoutRng;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -123,21 +123,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         eps: t.adam_eps,
         weight_decay: t.weight_decay,
     };
-    // L0 gates learn with their own AdamW at a constant rate, without decay, as in Guo et
-    // al.'s code; everything else follows the run's schedule.
-    let (gate_params, main_params): (Vec<_>, Vec<_>) = tm
-        .params()
-        .iter()
-        .partition(|(name, _)| tm.delta().is_gate_param(name));
-    let mut optim = AdamW::new(main_params, adam)?;
-    let mut gate_optim = AdamW::new(
-        gate_params,
-        AdamWConfig {
-            weight_decay: 0.0,
-            ..adam
-        },
-    )?;
-    let gate_lr = gate_learning_rate(&cfg.method);
+    let mut optims = Optimizers::new(&tm, adam, t.precision)?;
     let trainable = tm.params().num_elements();
     let base = model.num_base_params();
     // Head parameters that are new (not copies of base tensors) add to the model's size.
@@ -176,8 +162,8 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         match checkpoint::load(run_dir, &device)? {
             Some(ck) => {
                 tm.params().assign(&ck.params)?;
-                optim.restore(&ck.optim, ck.state.global_step)?;
-                gate_optim.restore(&ck.optim, ck.state.global_step)?;
+                optims.main.restore(&ck.optim, ck.state.global_step)?;
+                optims.gates.restore(&ck.optim, ck.state.global_step)?;
                 state = ck.state;
                 tracing::info!("resuming at step {} of {}", state.global_step, total_steps);
                 JsonlLog::open(&log_path, Some(state.global_step))?
@@ -188,7 +174,6 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         JsonlLog::open(&log_path, None)?
     };
 
-    let mut scaler = t.precision.needs_loss_scaling().then(LossScaler::new);
     let bar = progress_bar(opts.progress, total_steps, state.global_step);
     let mut last_eval: Option<(u64, EvalOutcome)> = None;
     let mut steps_this_process = 0u64;
@@ -206,43 +191,24 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             let micro = steps[state.step_in_epoch as usize];
             let started = Instant::now();
             let lr = t.schedule.lr_at(state.global_step, total_steps, warmup, t.lr);
-            let mut ctx = ForwardCtx::train(DropoutRng::for_step(t.seed, state.global_step));
-            let scale = scaler.as_ref().map_or(1.0, LossScaler::scale);
-            let (loss, n_examples, mut grads) = accumulate(&tm, &train_enc, micro, pad, scale, &mut ctx)?;
-            if scale != 1.0 {
-                for g in grads.values_mut() {
-                    *g = (&*g * (1.0 / scale))?;
-                }
-            }
-            let penalty = add_penalty(&tm, &mut grads)?;
-            let total_loss = loss + penalty.as_ref().map_or(0.0, |p| p.0);
-            if !total_loss.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    step: state.global_step + 1,
-                    loss: total_loss as f32,
-                });
-            }
-            let (mut gate_grads, mut grads): (BTreeMap<_, _>, BTreeMap<_, _>) = grads
-                .into_iter()
-                .partition(|(name, _)| tm.delta().is_gate_param(name));
-            let grad_norm = clip_grad_norm(&mut grads, t.max_grad_norm)?;
-            if let Some(scaler) = scaler.as_mut() {
-                if scaler.update(grad_norm) == ScaledStep::Skip {
-                    tracing::debug!(
-                        "step {}: f16 gradients overflowed, skipped; loss scale now {}",
-                        state.global_step + 1,
-                        scaler.scale()
-                    );
-                }
-            }
-            let overflowed = !grad_norm.is_finite() && scaler.is_some();
-            if !overflowed {
-                optim.step(&grads, lr)?;
-            }
-            if let (Some(gate_lr), false) = (gate_lr, overflowed) {
-                clip_grad_norm(&mut gate_grads, t.max_grad_norm)?;
-                gate_optim.step(&gate_grads, gate_lr)?;
-            }
+            let StepOutcome {
+                loss,
+                examples: n_examples,
+                penalty,
+                grad_norm,
+            } = optimizer_step(
+                &tm,
+                &train_enc,
+                micro,
+                pad,
+                StepSettings {
+                    seed: t.seed,
+                    step: state.global_step,
+                    lr,
+                    max_grad_norm: t.max_grad_norm,
+                },
+                &mut optims,
+            )?;
             state.global_step += 1;
             state.step_in_epoch += 1;
             state.examples_seen += n_examples as u64;
@@ -309,8 +275,8 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                 state.global_step % t.checkpoint_every == 0
             };
             if ckpt_due && state.global_step < total_steps {
-                let (mut optim_state, _) = optim.state()?;
-                optim_state.extend(gate_optim.state()?.0);
+                let (mut optim_state, _) = optims.main.state()?;
+                optim_state.extend(optims.gates.state()?.0);
                 checkpoint::save(run_dir, &state, &tm.params().to_tensors()?, &optim_state)?;
                 log.write(&LogRecord::Checkpoint {
                     step: state.global_step,
@@ -404,6 +370,126 @@ fn start_from<'m>(
         });
     }
     Ok(tm)
+}
+
+/// The optimizers of a run. L0 gates learn with their own AdamW at a constant rate, without
+/// decay, as in Guo et al.'s code; everything else follows the run's schedule.
+pub(crate) struct Optimizers {
+    /// Every trainable parameter except the gates.
+    pub(crate) main: AdamW,
+    /// The L0 gates' log-alphas (empty for methods without gates).
+    pub(crate) gates: AdamW,
+    /// The gates' constant learning rate, when the method has gates.
+    gate_lr: Option<f64>,
+    /// Dynamic loss scaling, for f16 mixed precision.
+    scaler: Option<LossScaler>,
+}
+
+impl Optimizers {
+    pub(crate) fn new(tm: &TaskModel<'_>, adam: AdamWConfig, precision: Precision) -> Result<Self> {
+        let (gate_params, main_params): (Vec<_>, Vec<_>) = tm
+            .params()
+            .iter()
+            .partition(|(name, _)| tm.delta().is_gate_param(name));
+        Ok(Self {
+            main: AdamW::new(main_params, adam)?,
+            gates: AdamW::new(
+                gate_params,
+                AdamWConfig {
+                    weight_decay: 0.0,
+                    ..adam
+                },
+            )?,
+            gate_lr: gate_learning_rate(tm.method()),
+            scaler: precision.needs_loss_scaling().then(LossScaler::new),
+        })
+    }
+}
+
+/// What one optimizer step needs besides the model, the data and the optimizers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepSettings {
+    /// The run seed: with `step`, it fixes the dropout masks and gate noise of the step.
+    pub(crate) seed: u64,
+    /// Optimizer steps taken before this one.
+    pub(crate) step: u64,
+    /// Learning rate of the main optimizer.
+    pub(crate) lr: f64,
+    /// Gradient-norm clip (0 disables).
+    pub(crate) max_grad_norm: f64,
+}
+
+/// What one optimizer step reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepOutcome {
+    /// Task loss, averaged over the step's examples.
+    pub(crate) loss: f64,
+    /// Examples in the step.
+    pub(crate) examples: usize,
+    /// The expected-L0 penalty and expected density, for gated diffs.
+    pub(crate) penalty: Option<(f64, f64)>,
+    /// Gradient norm of the main parameters before clipping.
+    pub(crate) grad_norm: f64,
+}
+
+/// One optimizer step over the micro-batches `micro` of `data`: forward in training mode,
+/// backward, the L0 penalty where the method has one, clipping and the AdamW updates. The
+/// training loop and `petl bench` both run exactly this.
+pub(crate) fn optimizer_step(
+    tm: &TaskModel<'_>,
+    data: &[Encoded],
+    micro: &[Vec<usize>],
+    pad: u32,
+    settings: StepSettings,
+    optims: &mut Optimizers,
+) -> Result<StepOutcome> {
+    let mut ctx = ForwardCtx::train(DropoutRng::for_step(settings.seed, settings.step));
+    let scale = optims.scaler.as_ref().map_or(1.0, LossScaler::scale);
+    let (loss, examples, mut grads) = accumulate(tm, data, micro, pad, scale, &mut ctx)?;
+    if scale != 1.0 {
+        for g in grads.values_mut() {
+            *g = (&*g * (1.0 / scale))?;
+        }
+    }
+    let penalty = add_penalty(tm, &mut grads)?;
+    let total_loss = loss + penalty.as_ref().map_or(0.0, |p| p.0);
+    if !total_loss.is_finite() {
+        return Err(TrainError::NonFiniteLoss {
+            step: settings.step + 1,
+            loss: total_loss as f32,
+        });
+    }
+    let (mut gate_grads, mut grads): (BTreeMap<_, _>, BTreeMap<_, _>) = grads
+        .into_iter()
+        .partition(|(name, _)| tm.delta().is_gate_param(name));
+    let grad_norm = clip_grad_norm(&mut grads, settings.max_grad_norm)?;
+    if let Some(scaler) = optims.scaler.as_mut() {
+        if scaler.update(grad_norm) == ScaledStep::Skip {
+            // f16 gradients overflowed: no update this step, at half the loss scale next.
+            tracing::debug!(
+                "step {}: f16 gradients overflowed, skipped; loss scale now {}",
+                settings.step + 1,
+                scaler.scale()
+            );
+            return Ok(StepOutcome {
+                loss,
+                examples,
+                penalty,
+                grad_norm,
+            });
+        }
+    }
+    optims.main.step(&grads, settings.lr)?;
+    if let Some(gate_lr) = optims.gate_lr {
+        clip_grad_norm(&mut gate_grads, settings.max_grad_norm)?;
+        optims.gates.step(&gate_grads, gate_lr)?;
+    }
+    Ok(StepOutcome {
+        loss,
+        examples,
+        penalty,
+        grad_norm,
+    })
 }
 
 /// The constant learning rate of L0 gates, when the method has them.

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""PyTorch twin of one `petl bench` measurement.
+
+`petl bench --torch PYTHON` runs this once per method, in a process of its own, next to petl's
+own measurement (`petl bench-one`), and prints a table of both. It does the same work per step
+on the same model directory:
+
+  - BertForSequenceClassification: BERT (with its pooler) + dropout + a 2-class linear head,
+    the layout of petl's `ClassificationHead` with CLS pooling; the head starts N(0, 0.02²)
+    with a zero bias in both;
+  - one random batch: seeded token ids within the vocabulary, [CLS] (101) first, attention mask
+    all ones, token types 0, random labels (same shapes as petl's, not the same draws);
+  - per step, in training mode (dropout on, the config's probabilities): forward,
+    cross-entropy, backward, gradient clipping at norm 1, AdamW (lr 1e-4, betas 0.9/0.999,
+    eps 1e-8, weight decay 0.01 except on biases and LayerNorm weights, petl's defaults) over
+    the method's trainable parameters only;
+  - inference: a no-grad forward of the same batch in eval mode.
+
+Methods mirror petl's presets (crates/petl-methods/src/presets.rs) in what trains and how it
+starts:
+
+  full          every parameter (pooler and embeddings included)
+  bitfit        every bias (LayerNorm β and the pooler's included) + the head
+  lora          peft LoRA r=16, alpha=32, on query and value, dropout 0.1 + the head
+  pa-ffn        parallel adapter at the FFN, r=200: FFN-input -> down -> ReLU -> up, added to
+                the FFN output before the residual and LayerNorm; N(0, 0.02²) weights, zero
+                biases + the head
+  mam           peft prefix tuning l=30 with the MLP generator (800) + scaled parallel adapter
+                at the FFN r=512, s=4, LoRA init (Kaiming-uniform down, zero up and biases),
+                dropout 0.1 after the ReLU + the head
+  prefix        peft prefix tuning l=200 with the MLP generator (800) + the head
+  diff-pruning  stage 1 of diff pruning: every base tensor w0 becomes w0 + z*w, w trained from
+                0, z a hard-concrete gate per entry (l=-1.5, r=1.5, beta=1, log-alpha from 5),
+                loss + 1.25e-7 * sum P(z != 0); the log-alphas step with their own AdamW at a
+                constant 0.1 without decay, as petl's trainer does (run through
+                torch.func.functional_call)
+
+Prefixes: petl numbers the input tokens from 0 whatever the prefix length (He et al.'s code);
+Hugging Face BERT would number them after peft's prefix, so the position ids passed in are
+shifted back to match petl exactly.
+
+Prints exactly one JSON line (the fields of petl's `BenchResult`); peak RSS is this process's
+ru_maxrss.
+
+Example:
+  PY=$(scripts/python-env.sh | tail -n1)
+  $PY scripts/bench_torch.py --model ~/.cache/petl/models/minilm --method lora --threads 2
+"""
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+import warnings
+
+import peft
+import torch
+import transformers
+from torch import nn
+from transformers import BertForSequenceClassification
+
+CLS_ID = 101
+LR = 1e-4
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+WEIGHT_DECAY = 0.01
+MAX_GRAD_NORM = 1.0
+PREFIX_MLP = 800
+# petl's L0Gates defaults (crates/petl-methods/src/diff/config.rs).
+L0_LOWER, L0_UPPER, L0_TEMPERATURE = -1.5, 1.5, 1.0
+L0_ALPHA_INIT, L0_LAMBDA, L0_ALPHA_LR = 5.0, 1.25e-7, 0.1
+METHODS = ("full", "bitfit", "lora", "pa-ffn", "mam", "prefix", "diff-pruning")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description="PyTorch twin of one `petl bench` measurement.")
+    p.add_argument("--model", required=True, help="Hugging Face BERT model directory")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    if min(args.batch, args.seq, args.steps) < 1 or args.warmup < 0 or args.threads < 1:
+        p.error("--batch, --seq, --steps and --threads must be at least 1, --warmup at least 0")
+    return args
+
+
+def exempt_from_decay(name):
+    """petl's rule (crates/petl-train/src/optim.rs): no decay on biases and LayerNorm weights."""
+    return name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name
+
+
+def adamw(named, lr, weight_decay):
+    decay = [p for n, p in named if not exempt_from_decay(n)]
+    no_decay = [p for n, p in named if exempt_from_decay(n)]
+    groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    return torch.optim.AdamW(groups, lr=lr, betas=BETAS, eps=EPS) if groups else None
+
+
+# ----------------------------------------------------------------------------- adapters
+
+class Adapter(nn.Module):
+    """down -> ReLU -> dropout -> up, as petl's bottleneck (dropout after the nonlinearity)."""
+
+    def __init__(self, d, r, dropout, lora_init):
+        super().__init__()
+        self.down = nn.Linear(d, r)
+        self.up = nn.Linear(r, d)
+        self.dropout = nn.Dropout(dropout)
+        with torch.no_grad():
+            if lora_init:
+                # PyTorch's kaiming_uniform_(a=sqrt(5)) on [r, d]: bound 1/sqrt(d); petl's too.
+                bound = 1.0 / math.sqrt(d)
+                self.down.weight.uniform_(-bound, bound)
+                self.up.weight.zero_()
+            else:
+                self.down.weight.normal_(0.0, 0.02)
+                self.up.weight.normal_(0.0, 0.02)
+            self.down.bias.zero_()
+            self.up.bias.zero_()
+
+    def forward(self, x):
+        return self.up(self.dropout(torch.relu(self.down(x))))
+
+
+class ParallelAdapterOutput(nn.Module):
+    """BertOutput with a parallel adapter reading the FFN input:
+    LayerNorm(a + dropout(W2 h) + s * adapter(a)), petl's `output(Ffn, a, .)` hook."""
+
+    def __init__(self, out, adapter, scale):
+        super().__init__()
+        # The same attribute names keep the base weights' keys unchanged.
+        self.dense, self.dropout, self.LayerNorm = out.dense, out.dropout, out.LayerNorm
+        self.adapter = adapter
+        self.scale = scale
+
+    def forward(self, hidden_states, input_tensor):
+        h = self.dropout(self.dense(hidden_states))
+        h = h + self.scale * self.adapter(input_tensor)
+        return self.LayerNorm(h + input_tensor)
+
+
+def add_parallel_adapters(model, r, scale, dropout, lora_init):
+    d = model.config.hidden_size
+    for layer in model.bert.encoder.layer:
+        layer.output = ParallelAdapterOutput(layer.output, Adapter(d, r, dropout, lora_init), scale)
+
+
+def adapter_params(model):
+    return [(n, p) for n, p in model.named_parameters() if ".adapter." in n]
+
+
+# ----------------------------------------------------------------------------- diff pruning
+
+class GatedDiff(nn.Module):
+    """Diff pruning's first stage on every base tensor: theta = w0 + z * w."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.names = [n for n, _ in model.bert.named_parameters()]
+        self.base = [p.detach() for _, p in model.bert.named_parameters()]
+        self.w = nn.ParameterList([nn.Parameter(torch.zeros_like(b)) for b in self.base])
+        self.log_alpha = nn.ParameterList(
+            [nn.Parameter(torch.full_like(b, L0_ALPHA_INIT)) for b in self.base])
+
+    def params(self, training):
+        # petl draws fresh noise in training and one fixed draw (seed 0) for evaluation.
+        gen = None if training else torch.Generator().manual_seed(0)
+        out = {}
+        for name, b, w, a in zip(self.names, self.base, self.w, self.log_alpha):
+            u = torch.rand(a.shape, generator=gen).clamp_(1e-4, 1 - 1e-4)
+            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + a) / L0_TEMPERATURE)
+            z = (s * (L0_UPPER - L0_LOWER) + L0_LOWER).clamp(0.0, 1.0)
+            out["bert." + name] = b + z * w
+        return out
+
+    def penalty(self):
+        shift = L0_TEMPERATURE * math.log(-L0_LOWER / L0_UPPER)
+        return L0_LAMBDA * sum(torch.sigmoid(a - shift).sum() for a in self.log_alpha)
+
+
+# ----------------------------------------------------------------------------- methods
+
+def build(method, model):
+    """(module to call, main named params, gate named params, gated diff or None, notes)."""
+    notes = []
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head = [(n, p) for n, p in model.named_parameters() if n.startswith("classifier.")]
+    if method == "full":
+        return model, list(model.named_parameters()), [], None, notes
+    if method == "bitfit":
+        named = [(n, p) for n, p in model.named_parameters() if n.endswith(".bias")]
+        return model, named + [hp for hp in head if not hp[0].endswith(".bias")], [], None, notes
+    if method == "lora":
+        cfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=16, lora_alpha=32,
+                              target_modules=["query", "value"], lora_dropout=0.1, bias="none")
+        pm = peft.get_peft_model(model, cfg)
+        return pm, [(n, p) for n, p in pm.named_parameters() if p.requires_grad], [], None, notes
+    if method == "pa-ffn":
+        add_parallel_adapters(model, r=200, scale=1.0, dropout=0.0, lora_init=False)
+        return model, adapter_params(model) + head, [], None, notes
+    if method in ("prefix", "mam"):
+        length = 200 if method == "prefix" else 30
+        if method == "mam":
+            add_parallel_adapters(model, r=512, scale=4.0, dropout=0.1, lora_init=True)
+            notes.append("prefix via peft (K/V concatenation = petl's gated prefix, the same "
+                         "function) + hand-written scaled parallel adapter")
+        cfg = peft.PrefixTuningConfig(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=length,
+                                      prefix_projection=True, encoder_hidden_size=PREFIX_MLP)
+        pm = peft.get_peft_model(model, cfg)
+        for _, p in adapter_params(model):
+            p.requires_grad_(True)
+        return pm, [(n, p) for n, p in pm.named_parameters() if p.requires_grad], [], None, notes
+    if method == "diff-pruning":
+        diff = GatedDiff(model)
+        for p in model.classifier.parameters():
+            p.requires_grad_(True)
+        main = [("diff." + n, w) for n, w in zip(diff.names, diff.w)] + head
+        gates = [("log_alpha." + n, a) for n, a in zip(diff.names, diff.log_alpha)]
+        notes.append("stage 1 only (L0-gated dense diff) via torch.func.functional_call")
+        return model, main, gates, diff, notes
+    raise ValueError(method)
+
+
+def main():
+    args = parse_args()
+    # Load reports and deprecation notices would bury a real error in the stderr petl shows.
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    torch.manual_seed(args.seed)
+
+    model, info = BertForSequenceClassification.from_pretrained(
+        args.model, num_labels=2, dtype=torch.float32, output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
+    if missing:
+        sys.exit(f"{args.model}: BertForSequenceClassification is missing {missing}")
+    cfg = model.config
+    module, main_named, gate_named, diff, notes = build(args.method, model)
+    for _, p in main_named + gate_named:
+        p.requires_grad_(True)
+
+    g = torch.Generator().manual_seed(args.seed)
+    ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g)
+    ids[:, 0] = CLS_ID if CLS_ID < cfg.vocab_size else 0
+    labels = torch.randint(0, 2, (args.batch,), generator=g)
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+    }
+    if args.method in ("prefix", "mam"):
+        # peft adds the prefix length to given position ids; petl does not shift positions.
+        length = module.active_peft_config.num_virtual_tokens
+        inputs["position_ids"] = torch.arange(args.seq).expand(args.batch, -1) - length
+
+    def logits(training):
+        if diff is None:
+            return module(**inputs).logits
+        return torch.func.functional_call(model, diff.params(training), args=(), kwargs=inputs).logits
+
+    optim = adamw(main_named, LR, WEIGHT_DECAY)
+    gate_optim = adamw(gate_named, L0_ALPHA_LR, 0.0)
+    main_params = [p for _, p in main_named]
+    gate_params = [p for _, p in gate_named]
+
+    module.train()
+    times, losses = [], []
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        optim.zero_grad(set_to_none=True)
+        if gate_optim is not None:
+            gate_optim.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(logits(True), labels)
+        total = loss + diff.penalty() if diff is not None else loss
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, MAX_GRAD_NORM)
+        optim.step()
+        if gate_optim is not None:
+            torch.nn.utils.clip_grad_norm_(gate_params, MAX_GRAD_NORM)
+            gate_optim.step()
+        ms = (time.perf_counter() - t0) * 1e3
+        losses.append(loss.item())
+        if step >= args.warmup:
+            times.append(ms)
+
+    module.eval()
+    infer = []
+    with torch.no_grad():
+        for rep in range(args.steps + 1):
+            t0 = time.perf_counter()
+            logits(False)
+            if rep > 0:
+                infer.append((time.perf_counter() - t0) * 1e3)
+
+    median = statistics.median(times)
+    result = {
+        "impl": "torch",
+        "method": args.method,
+        "model": str(args.model),
+        "batch": args.batch,
+        "seq": args.seq,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "trainable_params": sum(p.numel() for p in main_params + gate_params),
+        "step_ms_median": median,
+        "step_ms_mean": statistics.fmean(times),
+        "step_ms": times,
+        "examples_per_s": args.batch * 1e3 / median,
+        "tokens_per_s": args.batch * args.seq * 1e3 / median,
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
+        "infer_ms_median": statistics.median(infer),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "attention": cfg._attn_implementation},
+        "notes": notes,
+    }
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
