@@ -64,6 +64,18 @@ impl HardConcrete {
         }
     }
 
+    /// `z` for a tensor of `α + noise`, composed from differentiable tensor ops (for tensors
+    /// off the CPU). Autograd's `clamp` gradient is zero exactly where [`Self::gate`]'s
+    /// derivative is, so the two agree.
+    pub(crate) fn gate_tensor(
+        &self,
+        alpha_plus_noise: &candle_core::Tensor,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let s = petl_ops::sigmoid(&(alpha_plus_noise / self.temperature as f64)?)?;
+        s.affine((self.upper - self.lower) as f64, self.lower as f64)?
+            .clamp(0f32, 1f32)
+    }
+
     /// The shift in `P(z ≠ 0) = σ(α − β·log(−l/r))`.
     pub fn log_ratio(&self) -> f64 {
         self.temperature as f64 * (-(self.lower as f64) / self.upper as f64).ln()
