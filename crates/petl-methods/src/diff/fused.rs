@@ -344,7 +344,8 @@ mod tests {
     fn composed_matches_fused() -> Result<()> {
         let dev = Device::Cpu;
         let n = 64;
-        // Spread α so some gates clamp at 0, some at 1 and some are in between.
+        // Spread α so some gates clamp at 0, some at 1 and some are in between; α = 0 puts the
+        // median gate exactly on the boundary s̄ = 0.
         let w = Var::new((0..n).map(|i| (i as f32 * 0.7).sin()).collect::<Vec<_>>(), &dev)?;
         let alpha = Var::new((0..n).map(|i| i as f32 * 0.25 - 8.0).collect::<Vec<_>>(), &dev)?;
         let group = Var::new(&[0.3f32], &dev)?;
