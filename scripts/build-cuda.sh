@@ -150,7 +150,7 @@ export CUDA_COMPUTE_CAP="$compute_cap"
 export CARGO_TARGET_DIR="$target_dir"
 nvcc --version | tail -n 2 >&2 || die "nvcc from the wheels does not run"
 log "cargo build --release -p petl-cli --features cuda (CUDA_COMPUTE_CAP=$compute_cap, target dir $target_dir)"
-log "a cold build takes about 16 minutes on 2 cores (candle-kernels compiles all its CUDA kernels)"
+log "a cold build takes 16-20 minutes on 2 cores (candle-kernels compiles all its CUDA kernels)"
 start=$SECONDS
 cargo build --release -p petl-cli --features cuda
 log "cargo build finished in $((SECONDS - start)) s"
