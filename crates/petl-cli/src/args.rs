@@ -1,6 +1,7 @@
 //! Flags as typed structs; every value check that needs more than a type lives in the library.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use petl::models::device::DeviceSpec;
 use petl::train::Assignment;
 use std::path::PathBuf;
 
@@ -188,6 +189,8 @@ pub struct QuickstartArgs {
     /// Continue an interrupted quickstart.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +230,29 @@ pub struct ModelArg {
     pub model: Option<String>,
 }
 
+/// Where the model computes.
+#[derive(Debug, Args, Clone)]
+pub struct DeviceArg {
+    /// Device to compute on: cpu, cuda (the first GPU) or cuda:N. CUDA needs a petl built with
+    /// `--features cuda` (scripts/build-cuda.sh).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceSpec,
+}
+
+fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    s.parse().map_err(|e: petl::models::ModelError| e.to_string())
+}
+
+impl DeviceArg {
+    /// Opens the device; the first touch of a GPU, after all flags have parsed.
+    pub fn open(&self) -> anyhow::Result<candle_core::Device> {
+        use anyhow::Context;
+        self.device
+            .open()
+            .with_context(|| format!("--device {}", self.device))
+    }
+}
+
 /// Which task, and where its data is.
 #[derive(Debug, Args, Clone)]
 pub struct TaskArgs {
@@ -264,6 +290,8 @@ pub struct TaskArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
     #[command(flatten)]
     pub task: TaskArgs,
     /// Method: a preset (see `petl methods`) or a TOML/JSON file with a `[[delta]]` list
@@ -327,6 +355,8 @@ pub struct SweepArgs {
     /// Hide each run's progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// Hyperparameter overrides; unset flags keep the config file's (or default) value.
@@ -399,6 +429,8 @@ pub enum ScheduleArg {
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Artifact directory (a run's `artifact/`, or the run directory itself). Give several to
     /// serve them from one loaded base: each is evaluated on its own task's GLUE dev set (from
     /// --data-dir), and sparse diffs are written into the base and removed in place between
@@ -432,6 +464,8 @@ pub struct EvalArgs {
 pub struct PredictArgs {
     #[command(flatten)]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Artifact directory (a run's `artifact/`, or the run directory itself).
     #[arg(long)]
     pub artifact: PathBuf,
@@ -521,6 +555,36 @@ mod tests {
     }
 
     #[test]
+    fn device_defaults_to_cpu_and_is_checked_at_parse() {
+        let cli = Cli::try_parse_from(["petl", "train", "--out", "r"]).unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(t.device.device, DeviceSpec::Cpu);
+        for (cmd, extra) in [
+            ("train", vec!["--out", "r"]),
+            ("eval", vec!["--artifact", "a"]),
+            ("predict", vec!["--artifact", "a"]),
+            ("serve", vec!["--artifacts", "a"]),
+            ("sweep", vec!["--config", "s.toml", "--out", "d"]),
+        ] {
+            let mut argv = vec!["petl", cmd];
+            argv.extend(&extra);
+            argv.extend(["--device", "cuda:1"]);
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{cmd} --device cuda:1");
+            let last = argv.len() - 1;
+            argv[last] = "tpu";
+            let e = Cli::try_parse_from(&argv).unwrap_err().to_string();
+            assert!(e.contains("expected cpu, cuda or cuda:N"), "{cmd}: {e}");
+        }
+        let cli = Cli::try_parse_from(["petl", "predict", "--artifact", "a", "--device", "cuda"]).unwrap();
+        let Command::Predict(p) = cli.command else {
+            panic!("not predict")
+        };
+        assert_eq!(p.device.device, DeviceSpec::Cuda(0));
+    }
+
+    #[test]
     fn predict_pair_needs_text_and_eval_needs_artifact() {
         assert!(Cli::try_parse_from(["petl", "predict", "--artifact", "a", "--text-pair", "x"]).is_err());
         assert!(Cli::try_parse_from(["petl", "eval", "--task", "rte"]).is_err());
@@ -533,6 +597,8 @@ mod tests {
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Directory whose subdirectories are task artifacts (the task name is the directory name).
     #[arg(long)]
     pub artifacts: PathBuf,

@@ -200,6 +200,7 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
         resume: a.resume,
         progress: !a.no_progress && !quiet,
         stop_after: a.stop_after,
+        device: a.device.open()?,
     };
     let summary = petl::train::train(&cfg, &a.out, &opts)?;
     print_summary(&summary, &a.out);
@@ -266,6 +267,7 @@ fn quickstart(a: QuickstartArgs, quiet: bool) -> Result<()> {
         resume: a.resume,
         progress: !quiet,
         stop_after: None,
+        device: a.device.open()?,
     };
     let summary = petl::train::train(&cfg, &a.out, &opts)?;
     print_summary(&summary, &a.out);
@@ -281,10 +283,14 @@ pub(crate) fn artifact_dir(p: &Path) -> PathBuf {
     }
 }
 
-/// The base model and its tokenizer, truncating at `max_len` (or the model's limit).
-pub(crate) fn load_base(arg: &ModelArg, max_len: usize) -> Result<(EncoderModel, TextEncoder)> {
+/// The base model on `device` and its tokenizer, truncating at `max_len` (or the model's limit).
+pub(crate) fn load_base(
+    arg: &ModelArg,
+    max_len: usize,
+    device: &Device,
+) -> Result<(EncoderModel, TextEncoder)> {
     let dir = ModelDir::open(resolve_model(arg, true)?)?;
-    let model = EncoderModel::load(&dir, &Device::Cpu)?;
+    let model = EncoderModel::load(&dir, device)?;
     let encoder = TextEncoder::from_file(
         &dir.tokenizer_path()?,
         max_len.min(model.config().max_input_len()),
@@ -296,7 +302,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.artifact.len() > 1 {
         return crate::diff::eval_many(&a);
     }
-    let (model, encoder) = load_base(&a.model, a.max_len)?;
+    let (model, encoder) = load_base(&a.model, a.max_len, &a.device.open()?)?;
     let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact[0]))?;
     let source = task_source(&a.task)?;
     let mut dataset = match &source {
@@ -342,7 +348,7 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn predict(a: PredictArgs) -> Result<()> {
-    let (model, encoder) = load_base(&a.model, a.max_len)?;
+    let (model, encoder) = load_base(&a.model, a.max_len, &a.device.open()?)?;
     let tm = TaskModel::from_artifact(&model, &artifact_dir(&a.artifact))?;
     let examples: Vec<Example> = match &a.text {
         Some(t) => vec![Example {

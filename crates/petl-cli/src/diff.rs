@@ -4,6 +4,7 @@
 use crate::args::{DiffCommand, DiffProjectArgs, DiffStatsArgs, EvalArgs};
 use crate::commands::{artifact_dir, load_base};
 use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use petl::data::{Split, TextEncoder};
 use petl::methods::diff::{apply_diff, Projection};
 use petl::models::EncoderModel;
@@ -33,7 +34,8 @@ fn project(a: DiffProjectArgs, quiet: bool) -> Result<()> {
         value_dtype,
         ..Projection::default()
     };
-    let (model, _) = load_base(&a.model, 512)?;
+    // Projection sorts the whole diff on the host; a GPU would only add copies.
+    let (model, _) = load_base(&a.model, 512, &Device::Cpu)?;
     let from = artifact_dir(&a.artifact);
     let s = project_artifact(&model, &from, &projection, &a.out)
         .with_context(|| format!("cannot project {}", from.display()))?;
@@ -165,7 +167,7 @@ fn stats(a: DiffStatsArgs) -> Result<()> {
         }
         None => {
             // A first-stage (dense, gated) artifact: its diff and gates need the base.
-            let (model, _) = load_base(&a.model, 512)?;
+            let (model, _) = load_base(&a.model, 512, &Device::Cpu)?;
             let tm = TaskModel::from_artifact(&model, &dir)?;
             let diffs = tm
                 .delta()
@@ -313,7 +315,7 @@ pub fn eval_many(a: &EvalArgs) -> Result<()> {
         None => None,
     };
     let started = Instant::now();
-    let (model, encoder) = load_base(&a.model, a.max_len)?;
+    let (model, encoder) = load_base(&a.model, a.max_len, &a.device.open()?)?;
     // What a switch would cost if each task reloaded the base instead.
     let base_load_ms = started.elapsed().as_secs_f64() * 1e3;
     let fingerprint_before = base_checksum(&model)?;

@@ -7,7 +7,7 @@ use petl_serve::{shutdown_signal, ServeConfig, Server};
 use std::time::Duration;
 
 pub(crate) fn run(a: ServeArgs) -> Result<()> {
-    let (model, encoder) = load_base(&a.model, a.max_tokens.max(3))?;
+    let (model, encoder) = load_base(&a.model, a.max_tokens.max(3), &a.device.open()?)?;
     let mut config = ServeConfig::new(a.artifacts.clone());
     config.max_tokens = a.max_tokens;
     config.max_inputs_per_request = a.max_inputs;

@@ -4,7 +4,7 @@ use crate::args::{ModelArg, SweepArgs};
 use crate::commands::resolve_model;
 use anyhow::{bail, Context, Result};
 use petl::train::sweep::value_text;
-use petl::train::{run_sweep, Grid, SweepEvent, SweepSpec};
+use petl::train::{run_sweep, Grid, SweepEvent, SweepSpec, TrainOptions};
 use std::path::Path;
 
 pub fn sweep(a: SweepArgs, quiet: bool) -> Result<()> {
@@ -18,8 +18,12 @@ pub fn sweep(a: SweepArgs, quiet: bool) -> Result<()> {
     if a.dry_run {
         return dry_run(&grid, &a.out);
     }
-    let progress = !a.no_progress && !quiet;
-    let report = run_sweep(&grid, &a.out, progress, &mut |e| print_event(e, quiet))
+    let opts = TrainOptions {
+        progress: !a.no_progress && !quiet,
+        device: a.device.open()?,
+        ..TrainOptions::default()
+    };
+    let report = run_sweep(&grid, &a.out, &opts, &mut |e| print_event(e, quiet))
         .with_context(|| format!("sweep {} into {}", a.config.display(), a.out.display()))?;
     let md = std::fs::read_to_string(a.out.join("results.md")).unwrap_or_default();
     print!("{md}");

@@ -99,6 +99,23 @@ pub enum ModelError {
     /// An input batch does not fit the model.
     #[error("bad input: {0}")]
     BadInput(String),
+    /// A device name that is not `cpu`, `cuda` or `cuda:N`.
+    #[error("unknown device `{spec}`: expected cpu, cuda or cuda:N")]
+    UnknownDevice {
+        /// The name as given.
+        spec: String,
+    },
+    /// A CUDA device was asked for, but candle was built without CUDA.
+    #[error("this petl was built without CUDA; rebuild with --features cuda (scripts/build-cuda.sh)")]
+    CudaNotBuilt,
+    /// The CUDA driver could not open the GPU.
+    #[error("cannot open CUDA device {ordinal} (is an NVIDIA GPU present, and its driver on LD_LIBRARY_PATH?): {reason}")]
+    CudaUnavailable {
+        /// The GPU's ordinal.
+        ordinal: usize,
+        /// What the driver reported.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -6,6 +6,7 @@
 //!   per-head output, K/V prefix, every base parameter).
 //! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
 //! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
+//! - [`device::parse`] turns `cpu`, `cuda` or `cuda:N` into the device a model loads on.
 //!
 //! Base weights are plain tensors and are never written: every delta, including full
 //! fine-tuning, acts through the hooks.
@@ -13,6 +14,7 @@
 
 mod base;
 mod config;
+pub mod device;
 mod encoder;
 mod error;
 mod head;

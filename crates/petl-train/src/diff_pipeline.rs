@@ -106,7 +106,7 @@ pub(crate) fn run(
         train(&cfg1, dir, &stage_opts)
     })?;
 
-    let model = EncoderModel::load(&ModelDir::open(&cfg.model)?, &candle_core::Device::Cpu)?;
+    let model = EncoderModel::load(&ModelDir::open(&cfg.model)?, &opts.device)?;
     let projected_dir = run_dir.join("projected");
     let projection_summary = project_artifact(
         &model,

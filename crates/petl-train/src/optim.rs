@@ -1,5 +1,5 @@
 use crate::Result;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -31,9 +31,39 @@ impl Default for AdamWConfig {
 struct Slot {
     var: Var,
     decay: bool,
-    /// First and second moments, host-side: the fused update writes them in place.
-    m: Vec<f32>,
-    v: Vec<f32>,
+    moments: Moments,
+}
+
+/// First and second moments, in f32.
+enum Moments {
+    /// For an f32 parameter on the CPU: the fused update writes them in place.
+    Host { m: Vec<f32>, v: Vec<f32> },
+    /// For any other parameter (a GPU's, or not f32): on the parameter's device, updated by
+    /// composed tensor ops, since the fused kernel is CPU code and a host round trip per step
+    /// would copy every parameter twice.
+    Device { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn zeros(var: &Var, fused: bool) -> Result<Self> {
+        Ok(if fused {
+            Self::Host {
+                m: vec![0.0; var.elem_count()],
+                v: vec![0.0; var.elem_count()],
+            }
+        } else {
+            let zeros = Tensor::zeros(var.shape(), DType::F32, var.device())?;
+            Self::Device {
+                m: zeros.clone(),
+                v: zeros,
+            }
+        })
+    }
+}
+
+/// Whether the fused CPU update applies to `var`.
+fn fused(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == DType::F32
 }
 
 /// AdamW with decoupled weight decay (Loshchilov & Hutter), step for step the arithmetic of
@@ -56,6 +86,16 @@ impl AdamW {
         params: impl IntoIterator<Item = (&'a str, &'a Var)>,
         config: AdamWConfig,
     ) -> Result<Self> {
+        Self::with_update(params, config, fused)
+    }
+
+    /// `new`, with `use_fused` choosing per parameter between the fused CPU update and the
+    /// composed one (tests run both on the CPU).
+    fn with_update<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a Var)>,
+        config: AdamWConfig,
+        use_fused: impl Fn(&Var) -> bool,
+    ) -> Result<Self> {
         let mut slots = BTreeMap::new();
         for (name, var) in params {
             slots.insert(
@@ -63,8 +103,7 @@ impl AdamW {
                 Slot {
                     var: var.clone(),
                     decay: !exempt_from_decay(name),
-                    m: vec![0.0; var.elem_count()],
-                    v: vec![0.0; var.elem_count()],
+                    moments: Moments::zeros(var, use_fused(var))?,
                 },
             );
         }
@@ -99,22 +138,39 @@ impl AdamW {
                     ),
                 });
             }
-            let update = FusedAdamW {
-                m: RefCell::new(&mut slot.m),
-                v: RefCell::new(&mut slot.v),
-                keep: if slot.decay {
-                    (1.0 - lr * c.weight_decay) as f32
-                } else {
-                    1.0
-                },
-                beta1: c.beta1 as f32,
-                beta2: c.beta2 as f32,
-                eps: c.eps as f32,
-                step_size: (lr / bc1) as f32,
-                inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            let keep = if slot.decay {
+                1.0 - lr * c.weight_decay
+            } else {
+                1.0
             };
-            let g = g.to_dtype(candle_core::DType::F32)?.contiguous()?;
-            slot.var.as_tensor().inplace_op2(&g, &update)?;
+            let g = g.to_dtype(DType::F32)?.contiguous()?;
+            match &mut slot.moments {
+                Moments::Host { m, v } => {
+                    let update = FusedAdamW {
+                        m: RefCell::new(m),
+                        v: RefCell::new(v),
+                        keep: keep as f32,
+                        beta1: c.beta1 as f32,
+                        beta2: c.beta2 as f32,
+                        eps: c.eps as f32,
+                        step_size: (lr / bc1) as f32,
+                        inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+                    };
+                    slot.var.as_tensor().inplace_op2(&g, &update)?;
+                }
+                Moments::Device { m, v } => {
+                    // A gradient can carry the graph that computed it; the moments must not
+                    // keep every step's graph alive.
+                    let g = g.detach();
+                    // FusedAdamW's arithmetic, in its order, as tensor ops.
+                    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let denom = v.sqrt()?.affine(1.0 / bc2.sqrt(), c.eps)?;
+                    let p = slot.var.as_tensor().to_dtype(DType::F32)?;
+                    let p = ((p * keep)? - ((&*m * (lr / bc1))? / denom)?)?;
+                    slot.var.set(&p.to_dtype(slot.var.dtype())?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -124,15 +180,18 @@ impl AdamW {
     pub fn state(&self) -> Result<(BTreeMap<String, Tensor>, u64)> {
         let mut out = BTreeMap::new();
         for (name, s) in &self.slots {
-            let shape = s.var.shape();
-            out.insert(
-                format!("m.{name}"),
-                Tensor::from_slice(&s.m, shape, s.var.device())?,
-            );
-            out.insert(
-                format!("v.{name}"),
-                Tensor::from_slice(&s.v, shape, s.var.device())?,
-            );
+            let (m, v) = match &s.moments {
+                Moments::Host { m, v } => {
+                    let shape = s.var.shape();
+                    (
+                        Tensor::from_slice(m, shape, s.var.device())?,
+                        Tensor::from_slice(v, shape, s.var.device())?,
+                    )
+                }
+                Moments::Device { m, v } => (m.clone(), v.clone()),
+            };
+            out.insert(format!("m.{name}"), m);
+            out.insert(format!("v.{name}"), v);
         }
         Ok((out, self.step))
     }
@@ -140,7 +199,7 @@ impl AdamW {
     /// Restores state saved by [`AdamW::state`].
     pub fn restore(&mut self, state: &BTreeMap<String, Tensor>, step: u64) -> Result<()> {
         for (name, s) in self.slots.iter_mut() {
-            for (key, dst) in [(format!("m.{name}"), &mut s.m), (format!("v.{name}"), &mut s.v)] {
+            let load = |key: String| -> Result<Tensor> {
                 let t = state.get(&key).ok_or_else(|| crate::TrainError::Resume {
                     path: "optimizer state".into(),
                     reason: format!("missing `{key}`"),
@@ -151,11 +210,19 @@ impl AdamW {
                         reason: format!("`{key}` has shape {:?}, expected {:?}", t.dims(), s.var.dims()),
                     });
                 }
-                *dst = t
-                    .to_dtype(candle_core::DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-            }
+                Ok(t.to_dtype(DType::F32)?)
+            };
+            let (m, v) = (load(format!("m.{name}"))?, load(format!("v.{name}"))?);
+            s.moments = match &s.moments {
+                Moments::Host { .. } => Moments::Host {
+                    m: m.flatten_all()?.to_vec1::<f32>()?,
+                    v: v.flatten_all()?.to_vec1::<f32>()?,
+                },
+                Moments::Device { .. } => Moments::Device {
+                    m: m.to_device(s.var.device())?.detach(),
+                    v: v.to_device(s.var.device())?.detach(),
+                },
+            };
         }
         self.step = step;
         Ok(())
@@ -269,6 +336,45 @@ mod tests {
         let got = p.to_vec1::<f32>()?;
         for (a, e) in got.iter().zip([0.7075f32, -2.0]) {
             assert!((a - e).abs() < 1e-5, "{a} vs {e}");
+        }
+        Ok(())
+    }
+
+    /// The composed update (what a GPU parameter gets) follows the fused one step for step,
+    /// through a checkpoint round trip.
+    #[test]
+    fn composed_update_matches_fused() -> Result<()> {
+        let init: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let grad = |step: usize| -> Result<BTreeMap<String, Tensor>> {
+            let g: Vec<f32> = (0..37).map(|i| ((i * 7 + step) as f32 * 0.11).cos()).collect();
+            Ok(BTreeMap::from([("w".to_string(), Tensor::new(g, &Device::Cpu)?)]))
+        };
+        let cfg = AdamWConfig::default();
+        let (pf, pc) = (
+            Var::new(init.clone(), &Device::Cpu)?,
+            Var::new(init, &Device::Cpu)?,
+        );
+        let mut fused = AdamW::with_update([("w", &pf)], cfg, |_| true)?;
+        let mut composed = AdamW::with_update([("w", &pc)], cfg, |_| false)?;
+        for step in 0..3 {
+            fused.step(&grad(step)?, 1e-2)?;
+            composed.step(&grad(step)?, 1e-2)?;
+        }
+        let (state, steps) = composed.state()?;
+        let mut resumed = AdamW::with_update([("w", &pc)], cfg, |_| false)?;
+        resumed.restore(&state, steps)?;
+        for step in 3..5 {
+            fused.step(&grad(step)?, 1e-2)?;
+            resumed.step(&grad(step)?, 1e-2)?;
+        }
+        for (a, b) in pf.to_vec1::<f32>()?.iter().zip(pc.to_vec1::<f32>()?) {
+            assert!((a - b).abs() < 1e-6, "fused {a} vs composed {b}");
+        }
+        let (fs, _) = fused.state()?;
+        let (rs, _) = resumed.state()?;
+        for key in ["m.w", "v.w"] {
+            let d = (&fs[key] - &rs[key])?.abs()?.max(0)?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "{key} differs by {d}");
         }
         Ok(())
     }

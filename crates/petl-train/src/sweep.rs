@@ -567,14 +567,14 @@ pub struct SweepReport {
     pub failed: Vec<String>,
 }
 
-/// Trains every point of `grid` under `dir` (see the module documentation). `progress` shows
-/// each run's progress bar; `on_event` hears about every run before and after it. A failing run
+/// Trains every point of `grid` under `dir` (see the module documentation) with `opts` (its
+/// progress bar and device; `resume` is decided per run); `on_event` hears about every run before and after it. A failing run
 /// is recorded and the sweep goes on; errors are returned only for the sweep itself (a
 /// different grid in `dir`, unwritable files).
 pub fn run_sweep(
     grid: &Grid,
     dir: &Path,
-    progress: bool,
+    opts: &TrainOptions,
     on_event: &mut dyn FnMut(&SweepEvent),
 ) -> Result<SweepReport> {
     std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
@@ -611,7 +611,7 @@ pub fn run_sweep(
             .map(|(a, v)| (a.name.clone(), v.clone()))
             .collect();
         let run_dir = dir.join("runs").join(&p.id);
-        let event = match visit(p, &run_dir, total, progress, on_event) {
+        let event = match visit(p, &run_dir, total, opts, on_event) {
             Visit::Skipped(summary) => {
                 report.skipped += 1;
                 statuses[p.index] = RunStatus::Done(summary.clone());
@@ -666,7 +666,7 @@ fn visit(
     p: &Point,
     run_dir: &Path,
     total: usize,
-    progress: bool,
+    opts: &TrainOptions,
     on_event: &mut dyn FnMut(&SweepEvent),
 ) -> Visit {
     if run_dir.join("metrics.json").exists() {
@@ -687,8 +687,8 @@ fn visit(
     let opts = TrainOptions {
         // A directory with a config.toml is a run this sweep started: continue it.
         resume: run_dir.join("config.toml").exists(),
-        progress,
         stop_after: None,
+        ..opts.clone()
     };
     match train(cfg, run_dir, &opts) {
         // What a rerun will read back: JSON floats need not round-trip to the last bit, and
@@ -972,7 +972,7 @@ values = [1]
         let dir = tempfile::tempdir().unwrap();
         let g = grid();
         let mut seen = Vec::new();
-        let report = run_sweep(&g, dir.path(), false, &mut |e| {
+        let report = run_sweep(&g, dir.path(), &TrainOptions::default(), &mut |e| {
             seen.push(serde_json::to_value(e).unwrap())
         })
         .unwrap();
@@ -1005,7 +1005,7 @@ values = [1]
         // A finished run is skipped the next time.
         let done = dir.path().join("runs").join(&g.points[0].id);
         petl_artifact::write_json_atomic(&done.join("metrics.json"), &summary("pa-ffn", 1.0, 0.6)).unwrap();
-        let report = run_sweep(&g, dir.path(), false, &mut |_| {}).unwrap();
+        let report = run_sweep(&g, dir.path(), &TrainOptions::default(), &mut |_| {}).unwrap();
         assert_eq!((report.skipped, report.failed.len()), (1, 5));
         assert!(matches!(report.statuses[0], RunStatus::Done(_)));
         let log = std::fs::read_to_string(dir.path().join("sweep.jsonl")).unwrap();
@@ -1015,6 +1015,6 @@ values = [1]
             .unwrap()
             .grid(&model())
             .unwrap();
-        assert!(run_sweep(&other, dir.path(), false, &mut |_| {}).is_err());
+        assert!(run_sweep(&other, dir.path(), &TrainOptions::default(), &mut |_| {}).is_err());
     }
 }

@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// How to run: what the CLI adds to the configuration.
-#[derive(Debug, Clone, Default)]
+///
+/// The device is an option, not part of [`RunConfig`]: a run trained on a GPU is resumed,
+/// reproduced or evaluated on the CPU from the same configuration.
+#[derive(Debug, Clone)]
 pub struct TrainOptions {
     /// Continue from the run directory's last checkpoint.
     pub resume: bool,
@@ -26,6 +29,19 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop after this many optimizer steps in this process (tests simulate a crash with it).
     pub stop_after: Option<u64>,
+    /// Where the model, the trainable parameters and the batches live [default: the CPU].
+    pub device: Device,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            resume: false,
+            progress: false,
+            stop_after: None,
+            device: Device::Cpu,
+        }
+    }
 }
 
 /// `metrics.json`: the summary of a finished run.
@@ -86,7 +102,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
     let t = &cfg.train;
     t.validate()?;
     prepare_run_dir(cfg, run_dir, opts.resume)?;
-    let device = Device::Cpu;
+    let device = opts.device.clone();
     cfg.check_precision()?;
 
     let model_dir = ModelDir::open(&cfg.model)?;

@@ -438,6 +438,14 @@ fn add_correction<C>(output: Tensor, input: &Tensor, c: C, ctx: &ForwardCtx) -> 
 where
     C: Correction + CustomOp2 + InplaceOp2,
 {
+    if !output.device().is_cpu() {
+        // The correction kernels walk sparse rows on the host. Off the CPU the activations make
+        // a round trip instead: correct, and costs two copies of this op's input and output.
+        let device = output.device().clone();
+        let host = output.to_device(&candle_core::Device::Cpu)?;
+        let host = add_correction(host, &input.to_device(&candle_core::Device::Cpu)?, c, ctx)?;
+        return Ok(host.to_device(&device)?);
+    }
     let input = input.contiguous()?;
     if !ctx.is_train() && output.is_contiguous() {
         output.inplace_op2(&input, &c)?;

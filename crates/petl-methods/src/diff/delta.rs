@@ -220,6 +220,9 @@ impl DiffDelta {
         };
         let op = GatedDiff::new(*family, noise, group_noise);
         let (w, alpha) = (w.as_tensor(), alpha.as_tensor());
+        if !w.device().is_cpu() {
+            return Ok(op.composed(w, alpha, group_log_alpha.as_ref().map(Var::as_tensor))?);
+        }
         Ok(match group_log_alpha {
             Some(g) => w.apply_op3(alpha, g.as_tensor(), op)?,
             None => w.apply_op2(alpha, op)?,
@@ -244,11 +247,11 @@ impl DiffDelta {
                 continue;
             };
             let lambda = cfg.lambda_of(entry.bucket);
-            let p = alpha.as_tensor().apply_op1(ExpectedNonzero::new(shift as f32))?;
+            let p = expected_nonzero(alpha.as_tensor(), shift)?;
             let p_value = p.to_scalar::<f32>()? as f64;
             let (term, nonzero) = match group_log_alpha {
                 Some(g) => {
-                    let pg = g.as_tensor().apply_op1(ExpectedNonzero::new(shift as f32))?;
+                    let pg = expected_nonzero(g.as_tensor(), shift)?;
                     let pg_value = pg.to_scalar::<f32>()? as f64;
                     let term = match cfg.groups {
                         GroupGates::Additive => (p + pg)?,
@@ -357,6 +360,17 @@ impl DiffDelta {
         }
         Ok(out)
     }
+}
+
+/// `Σ P(zᵢ ≠ 0)` over the gates with log-alphas `alpha`: the fused kernel on the CPU, composed
+/// tensor ops elsewhere.
+fn expected_nonzero(alpha: &Tensor, shift: f64) -> Result<Tensor> {
+    let op = ExpectedNonzero::new(shift as f32);
+    Ok(if alpha.device().is_cpu() {
+        alpha.apply_op1(op)?
+    } else {
+        op.composed(alpha)?
+    })
 }
 
 /// The base tensor a sparse diff's tensor `name` changes, checked to exist with its shape.

@@ -56,6 +56,36 @@ impl GatedDiff {
         Ok((z, dz))
     }
 
+    /// The same `δ` from differentiable tensor ops, for tensors the CPU kernels cannot read
+    /// (a GPU's): slower and keeps more intermediates, but trains the same parameters.
+    pub(crate) fn composed(&self, w: &Tensor, alpha: &Tensor, group: Option<&Tensor>) -> Result<Tensor> {
+        let logits = match &self.noise {
+            Some(n) => {
+                if n.len() != alpha.elem_count() {
+                    candle_core::bail!(
+                        "gated diff: {} noise draws for {} gates",
+                        n.len(),
+                        alpha.elem_count()
+                    );
+                }
+                (alpha + Tensor::from_slice(n.as_slice(), alpha.shape(), alpha.device())?)?
+            }
+            None => alpha.clone(),
+        };
+        let delta = (w * self.family.gate_tensor(&logits)?)?;
+        match group {
+            Some(g) => {
+                let noise = if self.noise.is_some() {
+                    self.group_noise
+                } else {
+                    0.0
+                };
+                delta.broadcast_mul(&self.family.gate_tensor(&(g + noise as f64)?)?)
+            }
+            None => Ok(delta),
+        }
+    }
+
     fn group_gate(&self, alpha_g: f32) -> (f32, f32) {
         let noise = if self.noise.is_some() {
             self.group_noise
@@ -211,6 +241,13 @@ impl ExpectedNonzero {
     }
 }
 
+impl ExpectedNonzero {
+    /// `Σ σ(α − shift)` from differentiable tensor ops, for tensors off the CPU.
+    pub(crate) fn composed(&self, alpha: &Tensor) -> Result<Tensor> {
+        petl_ops::sigmoid(&(alpha - self.shift as f64)?)?.sum_all()
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -285,5 +322,68 @@ fn with_host<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<T>) -> Result<T> {
     match &*storage {
         Storage::Cpu(s) => f(slice(s, layout)?),
         _ => candle_core::bail!("diff pruning kernels run on the CPU"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::gates::logistic_noise;
+    use crate::diff::L0Gates;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
+        let d = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(d < 1e-5, "{what}: fused and composed differ by {d}");
+        Ok(())
+    }
+
+    /// The composed form (what a GPU runs) gives the fused kernels' values and gradients,
+    /// with drawn and median gates, with and without a group gate.
+    #[test]
+    fn composed_matches_fused() -> Result<()> {
+        let dev = Device::Cpu;
+        let n = 64;
+        // Spread α so some gates clamp at 0, some at 1 and some are in between; α = 0 puts the
+        // median gate exactly on the boundary s̄ = 0.
+        let w = Var::new((0..n).map(|i| (i as f32 * 0.7).sin()).collect::<Vec<_>>(), &dev)?;
+        let alpha = Var::new((0..n).map(|i| i as f32 * 0.25 - 8.0).collect::<Vec<_>>(), &dev)?;
+        let group = Var::new(&[0.3f32], &dev)?;
+        let family = HardConcrete::new(&L0Gates::default());
+        let noise: Vec<f32> = (0..n)
+            .map(|i| logistic_noise((i as f32 + 0.5) / n as f32))
+            .collect();
+        let upstream = Tensor::new((0..n).map(|i| 1.0 + i as f32 * 0.01).collect::<Vec<_>>(), &dev)?;
+        for noise in [Some(Arc::new(noise)), None] {
+            for with_group in [false, true] {
+                let op = || GatedDiff::new(family, noise.clone(), 0.4);
+                let fused = if with_group {
+                    w.apply_op3(&alpha, &group, op())?
+                } else {
+                    w.apply_op2(&alpha, op())?
+                };
+                let composed = op().composed(&w, &alpha, with_group.then_some(group.as_tensor()))?;
+                close(&fused, &composed, "δ")?;
+                let gf = (&fused * &upstream)?.sum_all()?.backward()?;
+                let gc = (&composed * &upstream)?.sum_all()?.backward()?;
+                let vars = [("w", &w), ("α", &alpha), ("α_g", &group)];
+                for (name, v) in vars.iter().take(if with_group { 3 } else { 2 }) {
+                    let (Some(a), Some(b)) = (gf.get(v), gc.get(v)) else {
+                        panic!("no gradient for {name}");
+                    };
+                    close(a, b, name)?;
+                }
+            }
+        }
+        let op = ExpectedNonzero::new(family.log_ratio() as f32);
+        let fused = alpha.apply_op1(ExpectedNonzero::new(family.log_ratio() as f32))?;
+        let composed = op.composed(&alpha)?;
+        close(&fused, &composed, "E‖z‖₀")?;
+        close(
+            fused.backward()?.get(&alpha).expect("fused gradient"),
+            composed.backward()?.get(&alpha).expect("composed gradient"),
+            "∂E‖z‖₀/∂α",
+        )?;
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! gives `z` and `dz/dα` together.
 
 use super::config::L0Gates;
+use candle_core::Tensor;
 
 /// The stretch interval and temperature of one gate family.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,6 +63,16 @@ impl HardConcrete {
         } else {
             (stretched, width * s * (1.0 - s) / self.temperature)
         }
+    }
+
+    /// `z` for a tensor of `α + noise`, composed from differentiable tensor ops (for tensors
+    /// off the CPU), with [`Self::gate`]'s derivative: zero wherever `s̄` is clamped, the
+    /// boundaries included (autograd's `clamp` would pass half the gradient at `s̄ = 0`).
+    pub(crate) fn gate_tensor(&self, alpha_plus_noise: &Tensor) -> candle_core::Result<Tensor> {
+        let s = petl_ops::sigmoid(&(alpha_plus_noise / self.temperature as f64)?)?;
+        let stretched = s.affine((self.upper - self.lower) as f64, self.lower as f64)?;
+        let inside = (stretched.gt(0f32)? * stretched.lt(1f32)?)?;
+        inside.where_cond(&stretched, &stretched.clamp(0f32, 1f32)?.detach())
     }
 
     /// The shift in `P(z ≠ 0) = σ(α − β·log(−l/r))`.
