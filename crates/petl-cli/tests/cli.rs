@@ -76,8 +76,10 @@ fn train_losses(run: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["event"] == "train" || v["event"] == "eval")
         .map(|mut v| {
-            // Throughput depends on the machine's load, not on the computation.
-            v.as_object_mut().unwrap().remove("examples_per_s");
+            // Throughput and wall time depend on the machine's load, not on the computation.
+            let record = v.as_object_mut().unwrap();
+            record.remove("examples_per_s");
+            record.remove("elapsed_s");
             v
         })
         .collect()
