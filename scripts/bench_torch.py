@@ -85,6 +85,8 @@ def parse_args():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--checkpoint-activations", action="store_true",
+                   help="transformers' gradient checkpointing (per BERT layer)")
     args = p.parse_args()
     if min(args.batch, args.seq, args.steps) < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--batch, --seq, --steps and --threads must be at least 1, --warmup at least 0")
@@ -249,6 +251,8 @@ def main():
     if missing:
         sys.exit(f"{args.model}: BertForSequenceClassification is missing {missing}")
     cfg = model.config
+    if args.checkpoint_activations:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module, main_named, gate_named, diff, notes = build(args.method, model)
     for _, p in main_named + gate_named:
         p.requires_grad_(True)

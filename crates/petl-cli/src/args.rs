@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// Seed of the random batch, the new weights and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Activation checkpointing per block on both sides (petl's `--checkpoint-activations`,
+    /// transformers' `gradient_checkpointing_enable`).
+    #[arg(long)]
+    pub checkpoint_activations: bool,
     /// Also run the PyTorch twin (scripts/bench_torch.py) with this Python interpreter, which
     /// needs torch, transformers and peft (`scripts/python-env.sh` makes such a venv).
     #[arg(long, value_name = "PYTHON")]
@@ -118,6 +122,8 @@ pub struct BenchOneArgs {
     pub steps: usize,
     #[arg(long)]
     pub seed: u64,
+    #[arg(long)]
+    pub checkpoint_activations: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,6 +416,9 @@ pub struct HyperArgs {
     /// Precision of the frozen linears: f32, f16 (with loss scaling) or bf16 (CUDA only).
     #[arg(long)]
     pub precision: Option<petl::models::Precision>,
+    /// Recompute each block in the backward instead of keeping its activations.
+    #[arg(long)]
+    pub checkpoint_activations: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

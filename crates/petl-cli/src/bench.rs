@@ -33,6 +33,7 @@ pub(crate) fn bench_one(a: BenchOneArgs) -> Result<()> {
         warmup: a.warmup,
         steps: a.steps,
         seed: a.seed,
+        checkpoint: a.checkpoint_activations,
     };
     let result = measure(&spec)
         .with_context(|| format!("benchmarking {} on {}", spec.method, spec.model_dir.display()))?;
@@ -137,6 +138,10 @@ fn common_flags(a: &BenchArgs) -> Vec<String> {
     ]
     .iter()
     .flat_map(|(flag, v)| [flag.to_string(), v.to_string()])
+    .chain(
+        a.checkpoint_activations
+            .then(|| "--checkpoint-activations".to_string()),
+    )
     .collect()
 }
 

@@ -146,6 +146,9 @@ fn apply_overrides(t: &mut TrainConfig, h: &HyperArgs) {
         checkpoint_every,
         precision
     );
+    if h.checkpoint_activations {
+        t.checkpoint_activations = true;
+    }
     if h.train_rows.is_some() {
         t.train_rows = h.train_rows;
     }

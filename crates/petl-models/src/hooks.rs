@@ -112,6 +112,14 @@ impl ForwardCtx {
         self.rng.as_mut()
     }
 
+    /// A copy of this context at its current point in the random stream: a recomputation
+    /// started from it draws the same dropout masks and noise again (activation checkpointing).
+    pub fn fork(&self) -> Self {
+        Self {
+            rng: self.rng.clone(),
+        }
+    }
+
     /// Applies `dropout` in training passes.
     pub fn dropout(&mut self, dropout: &Dropout, x: &Tensor) -> Result<Tensor> {
         Ok(dropout.forward(x, self.rng.as_mut())?)

@@ -27,7 +27,7 @@ mod shape;
 mod weights;
 
 pub use config::{EncoderConfig, Family};
-pub use encoder::{EncoderInput, EncoderModel, EncoderOutput};
+pub use encoder::{CheckpointedBackward, EncoderInput, EncoderModel, EncoderOutput};
 pub use error::{ModelError, Result};
 pub use head::{argmax_rows, ClassificationHead, Pooling};
 pub use hooks::{ForwardCtx, HeadsSite, Hooks, KvPrefix, NoHooks, Proj, Sublayer};

@@ -280,6 +280,8 @@ pub struct BenchSpec {
     pub steps: usize,
     /// Seed of the data, the head and delta initialisation, and dropout.
     pub seed: u64,
+    /// Activation checkpointing per block (`petl train --checkpoint-activations`).
+    pub checkpoint: bool,
 }
 
 /// What one measurement found; the PyTorch twin prints the same fields.
@@ -417,6 +419,7 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
                 step: step as u64,
                 lr: BENCH_LR,
                 max_grad_norm: defaults.max_grad_norm,
+                checkpoint: spec.checkpoint,
             },
             &mut optims,
         )?;
@@ -575,6 +578,7 @@ mod tests {
             warmup: 1,
             steps: 1,
             seed: 3,
+            checkpoint: false,
         })?;
         let model = EncoderModel::load(&ModelDir::open(&dir)?, &Device::Cpu)?;
         let method = petl_methods::preset("lora")?;

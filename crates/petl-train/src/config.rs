@@ -141,6 +141,10 @@ pub struct TrainConfig {
     /// Precision of the frozen linears (mixed precision, see [`Precision`]). f16 trains with
     /// dynamic loss scaling. Default f32.
     pub precision: Precision,
+    /// Keep only each block's input during the forward and recompute the block in the
+    /// backward (activation checkpointing): less activation memory for one more forward.
+    /// Default false.
+    pub checkpoint_activations: bool,
 }
 
 impl Default for TrainConfig {
@@ -166,6 +170,7 @@ impl Default for TrainConfig {
             log_every: 10,
             checkpoint_every: 0,
             precision: Precision::F32,
+            checkpoint_activations: false,
         }
     }
 }

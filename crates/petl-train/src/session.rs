@@ -361,6 +361,59 @@ impl<'m> TaskModel<'m> {
     /// The task loss of one batch: cross-entropy for classification, MSE for regression.
     pub fn loss(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let logits = self.logits(batch, ctx)?;
+        self.loss_of(batch, &logits)
+    }
+
+    /// `scale ·` the loss of one batch and the gradient of every trainable parameter, with
+    /// activation checkpointing per block ([`EncoderModel::backward_checkpointed`]): the
+    /// gradients of [`TaskModel::loss`]'s backward at a fraction of its activation memory.
+    pub fn loss_and_grads_checkpointed(
+        &self,
+        batch: &Batch,
+        scale: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+        let input = EncoderInput::from_host(
+            &batch.input_ids,
+            &batch.type_ids,
+            &batch.attention_mask,
+            batch.batch_size,
+            batch.seq_len,
+            self.model.device(),
+        )?;
+        let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.store.iter().unzip();
+        let mut failure = None;
+        let mut tail =
+            |hidden: &Tensor, mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
+                let logits = self.head.forward(self.model, hidden, mask, &self.delta, ctx)?;
+                match self.loss_of(batch, &logits) {
+                    Ok(loss) => Ok((loss * scale)?),
+                    Err(e) => {
+                        // The head's own errors are model errors; a loss error (no labels) is kept
+                        // whole and returned below.
+                        let message = e.to_string();
+                        failure = Some(e);
+                        Err(petl_models::ModelError::BadInput(message))
+                    }
+                }
+            };
+        let out = match self
+            .model
+            .backward_checkpointed(&input, &self.delta, ctx, &vars, &mut tail)
+        {
+            Ok(out) => out,
+            Err(e) => return Err(failure.take().unwrap_or_else(|| e.into())),
+        };
+        let grads = names
+            .into_iter()
+            .zip(out.grads)
+            .filter_map(|(name, g)| g.map(|g| (name.to_string(), g)))
+            .collect();
+        Ok(((out.loss * (1.0 / scale))?, grads))
+    }
+
+    fn loss_of(&self, batch: &Batch, logits: &Tensor) -> Result<Tensor> {
+        let logits = logits.clone();
         let device = self.model.device();
         Ok(match &batch.labels {
             BatchLabels::Classes(c) => petl_ops::cross_entropy(&logits, &Tensor::new(c.as_slice(), device)?)?,

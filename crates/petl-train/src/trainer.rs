@@ -222,6 +222,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                     step: state.global_step,
                     lr,
                     max_grad_norm: t.max_grad_norm,
+                    checkpoint: t.checkpoint_activations,
                 },
                 &mut optims,
             )?;
@@ -433,6 +434,8 @@ pub(crate) struct StepSettings {
     pub(crate) lr: f64,
     /// Gradient-norm clip (0 disables).
     pub(crate) max_grad_norm: f64,
+    /// Activation checkpointing per block.
+    pub(crate) checkpoint: bool,
 }
 
 /// What one optimizer step reports.
@@ -461,7 +464,7 @@ pub(crate) fn optimizer_step(
 ) -> Result<StepOutcome> {
     let mut ctx = ForwardCtx::train(DropoutRng::for_step(settings.seed, settings.step));
     let scale = optims.scaler.as_ref().map_or(1.0, LossScaler::scale);
-    let (loss, examples, mut grads) = accumulate(tm, data, micro, pad, scale, &mut ctx)?;
+    let (loss, examples, mut grads) = accumulate(tm, data, micro, pad, scale, settings.checkpoint, &mut ctx)?;
     if scale != 1.0 {
         for g in grads.values_mut() {
             *g = (&*g * (1.0 / scale))?;
@@ -582,6 +585,7 @@ fn accumulate(
     micro: &[Vec<usize>],
     pad: u32,
     loss_scale: f64,
+    checkpoint: bool,
     ctx: &mut ForwardCtx,
 ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
     let total: usize = micro.iter().map(Vec::len).sum();
@@ -591,6 +595,18 @@ fn accumulate(
         let items: Vec<&Encoded> = indices.iter().map(|&i| &data[i]).collect();
         let batch = collate(&items, pad)?;
         let weight = indices.len() as f64 / total as f64;
+        if checkpoint {
+            let (loss, store) = tm.loss_and_grads_checkpointed(&batch, weight * loss_scale, ctx)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            for (name, g) in store {
+                let g = match grads.remove(&name) {
+                    Some(acc) => (acc + g)?,
+                    None => g,
+                };
+                grads.insert(name, g);
+            }
+            continue;
+        }
         let loss = (tm.loss(&batch, ctx)? * weight)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
         let scaled = if loss_scale == 1.0 {
@@ -861,13 +877,22 @@ mod tests {
                 label: Label::Class(i % 2),
             })
             .collect();
-        let big = accumulate(&tm, &data, &[(0..8).collect()], 0, 1.0, &mut ForwardCtx::eval())?;
+        let big = accumulate(
+            &tm,
+            &data,
+            &[(0..8).collect()],
+            0,
+            1.0,
+            false,
+            &mut ForwardCtx::eval(),
+        )?;
         let small = accumulate(
             &tm,
             &data,
             &[(0..4).collect(), (4..8).collect()],
             0,
             1.0,
+            false,
             &mut ForwardCtx::eval(),
         )?;
         assert!((big.0 - small.0).abs() < 1e-5, "loss {} vs {}", big.0, small.0);

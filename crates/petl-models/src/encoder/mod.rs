@@ -224,6 +224,83 @@ impl EncoderModel {
     }
 }
 
+/// What [`EncoderModel::backward_checkpointed`] returns.
+#[derive(Debug)]
+pub struct CheckpointedBackward {
+    /// The loss `tail` returned.
+    pub loss: Tensor,
+    /// The gradient of each requested variable, in request order (`None` where the loss does
+    /// not depend on it).
+    pub grads: Vec<Option<Tensor>>,
+}
+
+impl EncoderModel {
+    /// Forward and backward with activation checkpointing per block: the forward keeps only
+    /// each block's input (one `[batch, seq, d]` tensor per layer) instead of every
+    /// intermediate, and the backward recomputes one block at a time from its saved input and
+    /// random stream, so the same dropout masks are drawn and the gradients are those of the
+    /// plain forward. Costs one extra forward of the blocks.
+    ///
+    /// `tail` maps the last hidden state and its mask to the scalar loss (the head and the
+    /// loss); gradients are returned for `vars`, summed over every place they are used.
+    pub fn backward_checkpointed(
+        &self,
+        input: &EncoderInput,
+        hooks: &dyn Hooks,
+        ctx: &mut ForwardCtx,
+        vars: &[&candle_core::Var],
+        tail: &mut dyn FnMut(&Tensor, &Tensor, &mut ForwardCtx) -> Result<Tensor>,
+    ) -> Result<CheckpointedBackward> {
+        let (embedded, mask) = self.embeddings.forward(input, &self.config, hooks, ctx)?;
+        let bias = attention_bias(&mask)?;
+        // Forward without a graph: each block starts from a detached copy of its input and
+        // only that input (and the random stream where the block starts) is kept.
+        let mut saved = Vec::with_capacity(self.blocks.len());
+        let mut hidden = embedded.detach();
+        for (i, block) in self.blocks.iter().enumerate() {
+            saved.push((hidden.clone(), ctx.fork()));
+            hidden = block.forward(i, &hidden, &bias, hooks, ctx)?.detach();
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let mut collect = |store: &candle_core::backprop::GradStore| -> Result<()> {
+            for (acc, var) in grads.iter_mut().zip(vars) {
+                if let Some(g) = store.get(var) {
+                    *acc = Some(match acc.take() {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        let last = candle_core::Var::from_tensor(&hidden)?;
+        let loss = tail(last.as_tensor(), &mask, ctx)?;
+        let store = loss.backward()?;
+        collect(&store)?;
+        let mut upstream = upstream_grad(&store, &last)?;
+        drop(store);
+        for (i, (input, mut block_ctx)) in saved.into_iter().enumerate().rev() {
+            let x = candle_core::Var::from_tensor(&input)?;
+            let y = self.blocks[i].forward(i, x.as_tensor(), &bias, hooks, &mut block_ctx)?;
+            let store = (y * &upstream)?.sum_all()?.backward()?;
+            collect(&store)?;
+            upstream = upstream_grad(&store, &x)?;
+        }
+        if embedded.track_op() {
+            collect(&(embedded * &upstream)?.sum_all()?.backward()?)?;
+        }
+        Ok(CheckpointedBackward { loss, grads })
+    }
+}
+
+/// The gradient reaching a recomputation's input (zeros if nothing depends on it).
+fn upstream_grad(store: &candle_core::backprop::GradStore, x: &candle_core::Var) -> Result<Tensor> {
+    Ok(match store.get(x) {
+        Some(g) => g.clone(),
+        None => x.as_tensor().zeros_like()?,
+    })
+}
+
 /// Additive attention bias `[batch, 1, 1, seq]`: 0 where the mask is 1, a large negative where
 /// it is 0, so padded keys get zero probability.
 fn attention_bias(mask: &Tensor) -> Result<Tensor> {
