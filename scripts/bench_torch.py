@@ -48,6 +48,7 @@ Example:
 """
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -85,6 +86,9 @@ def parse_args():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--precision", default="f32", choices=["f32", "f16", "bf16"],
+                   help="autocast dtype of the step (f16 with a GradScaler), as petl's --precision")
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="transformers' gradient checkpointing (per BERT layer)")
     args = p.parse_args()
@@ -261,15 +265,29 @@ def main():
     ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g)
     ids[:, 0] = CLS_ID if CLS_ID < cfg.vocab_size else 0
     labels = torch.randint(0, 2, (args.batch,), generator=g)
+    device = torch.device(args.device)
+    model.to(device)
+    ids, labels = ids.to(device), labels.to(device)
     inputs = {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
         "token_type_ids": torch.zeros_like(ids),
     }
+    autocast_dtype = {"f32": None, "f16": torch.float16, "bf16": torch.bfloat16}[args.precision]
+    scaler = torch.amp.GradScaler(device.type) if args.precision == "f16" else None
+
+    def autocast():
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     if args.method in ("prefix", "mam"):
         # peft adds the prefix length to given position ids; petl does not shift positions.
         length = module.active_peft_config.num_virtual_tokens
-        inputs["position_ids"] = torch.arange(args.seq).expand(args.batch, -1) - length
+        inputs["position_ids"] = (torch.arange(args.seq).expand(args.batch, -1) - length).to(device)
 
     def logits(training):
         if diff is None:
@@ -288,14 +306,24 @@ def main():
         optim.zero_grad(set_to_none=True)
         if gate_optim is not None:
             gate_optim.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(logits(True), labels)
+        with autocast():
+            loss = nn.functional.cross_entropy(logits(True).float(), labels)
         total = loss + diff.penalty() if diff is not None else loss
-        total.backward()
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.unscale_(optim)
+        else:
+            total.backward()
         torch.nn.utils.clip_grad_norm_(main_params, MAX_GRAD_NORM)
-        optim.step()
+        if scaler is not None:
+            scaler.step(optim)
+            scaler.update()
+        else:
+            optim.step()
         if gate_optim is not None:
             torch.nn.utils.clip_grad_norm_(gate_params, MAX_GRAD_NORM)
             gate_optim.step()
+        sync()
         ms = (time.perf_counter() - t0) * 1e3
         losses.append(loss.item())
         if step >= args.warmup:
@@ -306,7 +334,9 @@ def main():
     with torch.no_grad():
         for rep in range(args.steps + 1):
             t0 = time.perf_counter()
-            logits(False)
+            with autocast():
+                logits(False)
+            sync()
             if rep > 0:
                 infer.append((time.perf_counter() - t0) * 1e3)
 
@@ -328,7 +358,10 @@ def main():
         "tokens_per_s": args.batch * args.seq * 1e3 / median,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
+        "peak_gpu_mb": (torch.cuda.max_memory_allocated(device) / 1e6 if device.type == "cuda" else None),
         "infer_ms_median": statistics.median(infer),
+        "device": str(device),
+        "precision": args.precision,
         "loss_first": losses[0],
         "loss_last": losses[-1],
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

@@ -89,6 +89,13 @@ pub struct BenchArgs {
     /// transformers' `gradient_checkpointing_enable`).
     #[arg(long)]
     pub checkpoint_activations: bool,
+    /// Where both sides compute: cpu, cuda or cuda:N (petl needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision of the step on both sides: f32; f16 or bf16 (petl: frozen linears in half
+    /// precision; PyTorch: autocast, with a GradScaler for f16).
+    #[arg(long, default_value = "f32")]
+    pub precision: petl::models::Precision,
     /// Also run the PyTorch twin (scripts/bench_torch.py) with this Python interpreter, which
     /// needs torch, transformers and peft (`scripts/python-env.sh` makes such a venv).
     #[arg(long, value_name = "PYTHON")]
@@ -124,6 +131,10 @@ pub struct BenchOneArgs {
     pub seed: u64,
     #[arg(long)]
     pub checkpoint_activations: bool,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "f32")]
+    pub precision: petl::models::Precision,
 }
 
 #[derive(Debug, Subcommand)]

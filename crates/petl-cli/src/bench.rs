@@ -34,6 +34,8 @@ pub(crate) fn bench_one(a: BenchOneArgs) -> Result<()> {
         steps: a.steps,
         seed: a.seed,
         checkpoint: a.checkpoint_activations,
+        device: a.device,
+        precision: a.precision,
     };
     let result = measure(&spec)
         .with_context(|| format!("benchmarking {} on {}", spec.method, spec.model_dir.display()))?;
@@ -106,14 +108,21 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
     }
 
     println!(
-        "model {} ({}), batch {}, seq {}, {} warm-up + {} timed steps, {} threads",
+        "model {} ({}), batch {}, seq {}, {} warm-up + {} timed steps, {} threads, {} {}{}",
         model.label(),
         dir.display(),
         a.batch,
         a.seq,
         a.warmup,
         a.steps,
-        threads
+        threads,
+        a.device,
+        a.precision,
+        if a.checkpoint_activations {
+            ", activation checkpointing"
+        } else {
+            ""
+        }
     );
     print!("{}", render_table(&methods, &done));
     print_footnotes(&done);
@@ -142,6 +151,12 @@ fn common_flags(a: &BenchArgs) -> Vec<String> {
         a.checkpoint_activations
             .then(|| "--checkpoint-activations".to_string()),
     )
+    .chain([
+        "--device".to_string(),
+        a.device.clone(),
+        "--precision".to_string(),
+        a.precision.to_string(),
+    ])
     .collect()
 }
 

@@ -17,7 +17,7 @@ use crate::trainer::{optimizer_step, Optimizers, StepSettings};
 use crate::{Result, TrainConfig, TrainError};
 use candle_core::{Device, Tensor};
 use petl_data::{collate, Encoded, Label, TaskKind, TaskSpec};
-use petl_models::{EncoderModel, ForwardCtx, Init, ModelDir, ParamStore, Pooling};
+use petl_models::{EncoderModel, ForwardCtx, Init, ModelDir, ParamStore, Pooling, Precision};
 use petl_ops::DropoutRng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -282,6 +282,10 @@ pub struct BenchSpec {
     pub seed: u64,
     /// Activation checkpointing per block (`petl train --checkpoint-activations`).
     pub checkpoint: bool,
+    /// Where to compute: `cpu`, `cuda` or `cuda:N` (see [`petl_models::device::parse`]).
+    pub device: String,
+    /// Precision of the frozen linears (`petl train --precision`).
+    pub precision: Precision,
 }
 
 /// What one measurement found; the PyTorch twin prints the same fields.
@@ -326,6 +330,12 @@ pub struct BenchResult {
     pub loss_last: f64,
     /// Software versions.
     pub versions: BTreeMap<String, String>,
+    /// The device the step ran on.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The precision of the step (`f32`, `f16`, `bf16`).
+    #[serde(default)]
+    pub precision: Option<String>,
     /// How this implementation's method differs from the other's, or anything else a reader
     /// of the numbers should know.
     #[serde(default)]
@@ -377,8 +387,9 @@ pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Vec<En
 /// Runs one measurement in this process.
 pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
     spec.check()?;
-    let device = Device::Cpu;
-    let model = EncoderModel::load(&ModelDir::open(&spec.model_dir)?, &device)?;
+    let device = petl_models::device::parse(&spec.device)?;
+    let model =
+        EncoderModel::load_with_precision(&ModelDir::open(&spec.model_dir)?, &device, spec.precision)?;
     let mut method = petl_methods::preset(&spec.method)?;
     let mut notes = Vec::new();
     if crate::diff_pipeline::projection_of(&method).is_some() {
@@ -401,7 +412,7 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
         eps: defaults.adam_eps,
         weight_decay: defaults.weight_decay,
     };
-    let mut optims = Optimizers::new(&tm, adam, petl_models::Precision::F32)?;
+    let mut optims = Optimizers::new(&tm, adam, spec.precision)?;
     let data = random_batch(spec.batch, spec.seq, model.config().vocab_size, spec.seed);
     let micro = [(0..data.len()).collect::<Vec<_>>()];
 
@@ -468,6 +479,8 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
         loss_first,
         loss_last,
         versions: BTreeMap::from([("petl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+        device: Some(spec.device.clone()),
+        precision: Some(spec.precision.to_string()),
         notes,
     })
 }
@@ -579,6 +592,8 @@ mod tests {
             steps: 1,
             seed: 3,
             checkpoint: false,
+            device: "cpu".into(),
+            precision: Precision::F32,
         })?;
         let model = EncoderModel::load(&ModelDir::open(&dir)?, &Device::Cpu)?;
         let method = petl_methods::preset("lora")?;
