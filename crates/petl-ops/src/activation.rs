@@ -1,4 +1,4 @@
-use crate::cpu::{erf, exp, f32_slice, par_zip2, sigmoid};
+use crate::cpu::{erf, exp, f32_slice, par_zip2, sigmoid, simd_kernel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -104,12 +104,9 @@ impl CustomOp1 for Pointwise {
         let f = *self;
         out.par_chunks_mut(16 * 1024)
             .zip(x.par_chunks(16 * 1024))
-            .for_each(|(o, i)| {
-                // Matching on the variant outside the loop keeps each loop branch-free.
-                match f {
-                    Self::Gelu => o.iter_mut().zip(i).for_each(|(o, &v)| *o = Self::Gelu.value(v)),
-                    Self::Silu => o.iter_mut().zip(i).for_each(|(o, &v)| *o = Self::Silu.value(v)),
-                }
+            .for_each(|(o, i)| match f {
+                Self::Gelu => gelu_forward(i, o),
+                Self::Silu => silu_forward(i, o),
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -144,20 +141,51 @@ impl CustomOp2 for PointwiseBackward {
         let g = f32_slice(g, gl, self.name())?;
         let mut out = vec![0f32; x.len()];
         match self.0 {
-            Pointwise::Gelu => par_zip2(x, g, &mut out, |x, g, o| {
-                for j in 0..o.len() {
-                    o[j] = g[j] * Pointwise::Gelu.derivative(x[j]);
-                }
-            }),
-            Pointwise::Silu => par_zip2(x, g, &mut out, |x, g, o| {
-                for j in 0..o.len() {
-                    o[j] = g[j] * Pointwise::Silu.derivative(x[j]);
-                }
-            }),
+            Pointwise::Gelu => par_zip2(x, g, &mut out, gelu_backward),
+            Pointwise::Silu => par_zip2(x, g, &mut out, silu_backward),
         }
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 }
+
+#[inline(always)]
+fn forward_loop(f: Pointwise, x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f.value(v);
+    }
+}
+
+#[inline(always)]
+fn backward_loop(f: Pointwise, x: &[f32], g: &[f32], out: &mut [f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(g) {
+        *o = g * f.derivative(v);
+    }
+}
+
+#[inline(always)]
+fn gelu_forward_body(x: &[f32], out: &mut [f32]) {
+    forward_loop(Pointwise::Gelu, x, out)
+}
+
+#[inline(always)]
+fn silu_forward_body(x: &[f32], out: &mut [f32]) {
+    forward_loop(Pointwise::Silu, x, out)
+}
+
+#[inline(always)]
+fn gelu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
+    backward_loop(Pointwise::Gelu, x, g, out)
+}
+
+#[inline(always)]
+fn silu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
+    backward_loop(Pointwise::Silu, x, g, out)
+}
+
+simd_kernel!(fn gelu_forward(x: &[f32], out: &mut [f32]) => gelu_forward_body);
+simd_kernel!(fn silu_forward(x: &[f32], out: &mut [f32]) => silu_forward_body);
+simd_kernel!(fn gelu_backward(x: &[f32], g: &[f32], out: &mut [f32]) => gelu_backward_body);
+simd_kernel!(fn silu_backward(x: &[f32], g: &[f32], out: &mut [f32]) => silu_backward_body);
 
 #[cfg(test)]
 mod tests {

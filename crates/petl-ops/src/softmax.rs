@@ -1,4 +1,4 @@
-use crate::cpu::{f32_slice, par_rows};
+use crate::cpu::{f32_slice, par_rows, simd_kernel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -29,18 +29,7 @@ impl CustomOp1 for Softmax {
         let x = f32_slice(x, xl, self.name())?;
         let d = *xl.dims().last().unwrap_or(&1);
         let mut out = vec![0f32; x.len()];
-        par_rows(x, &mut out, d, |xs, ys| {
-            for (xr, yr) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
-                let max = xr.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                for (y, &v) in yr.iter_mut().zip(xr) {
-                    *y = crate::cpu::exp(v - max);
-                }
-                let inv = 1.0 / crate::norm::lane_sum(yr, |v| v);
-                for y in yr.iter_mut() {
-                    *y *= inv;
-                }
-            }
-        });
+        par_rows(x, &mut out, d, |xs, ys| softmax_rows(xs, ys, d));
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -74,34 +63,54 @@ impl CustomOp2 for SoftmaxBackward {
         let block = crate::cpu::rows_per_task(d) * d;
         out.par_chunks_mut(block)
             .zip(y.par_chunks(block).zip(g.par_chunks(block)))
-            .for_each(|(os, (ys, gs))| {
-                for ((or, yr), gr) in os
-                    .chunks_exact_mut(d)
-                    .zip(ys.chunks_exact(d))
-                    .zip(gs.chunks_exact(d))
-                {
-                    let mut acc = [0f32; 8];
-                    let (yc, gc) = (yr.chunks_exact(8), gr.chunks_exact(8));
-                    let tail: f32 = yc
-                        .remainder()
-                        .iter()
-                        .zip(gc.remainder())
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    for (a, b) in yc.zip(gc) {
-                        for k in 0..8 {
-                            acc[k] += a[k] * b[k];
-                        }
-                    }
-                    let dot = acc.iter().sum::<f32>() + tail;
-                    for j in 0..d {
-                        or[j] = yr[j] * (gr[j] - dot);
-                    }
-                }
-            });
+            .for_each(|(os, (ys, gs))| softmax_grad_rows(ys, gs, os, d));
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }
+
+#[inline(always)]
+fn softmax_rows_body(xs: &[f32], ys: &mut [f32], d: usize) {
+    for (xr, yr) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
+        let max = xr.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for (y, &v) in yr.iter_mut().zip(xr) {
+            *y = crate::cpu::exp(v - max);
+        }
+        let inv = 1.0 / crate::norm::lane_sum(yr, |v| v);
+        for y in yr.iter_mut() {
+            *y *= inv;
+        }
+    }
+}
+
+#[inline(always)]
+fn softmax_grad_rows_body(ys: &[f32], gs: &[f32], os: &mut [f32], d: usize) {
+    for ((or, yr), gr) in os
+        .chunks_exact_mut(d)
+        .zip(ys.chunks_exact(d))
+        .zip(gs.chunks_exact(d))
+    {
+        let mut acc = [0f32; 8];
+        let (yc, gc) = (yr.chunks_exact(8), gr.chunks_exact(8));
+        let tail: f32 = yc
+            .remainder()
+            .iter()
+            .zip(gc.remainder())
+            .map(|(a, b)| a * b)
+            .sum();
+        for (a, b) in yc.zip(gc) {
+            for k in 0..8 {
+                acc[k] += a[k] * b[k];
+            }
+        }
+        let dot = acc.iter().sum::<f32>() + tail;
+        for j in 0..d {
+            or[j] = yr[j] * (gr[j] - dot);
+        }
+    }
+}
+
+simd_kernel!(fn softmax_rows(xs: &[f32], ys: &mut [f32], d: usize) => softmax_rows_body);
+simd_kernel!(fn softmax_grad_rows(ys: &[f32], gs: &[f32], os: &mut [f32], d: usize) => softmax_grad_rows_body);
 
 /// `log Σ exp(x)` over the last dimension, keeping it (`[.., 1]`), stabilised like
 /// [`softmax_last_dim`].
