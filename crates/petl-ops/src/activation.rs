@@ -1,6 +1,5 @@
 use crate::cpu::{erf, exp, f32_slice, par_zip2, sigmoid, simd_kernel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// A pointwise nonlinearity, named as Hugging Face configs name it (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,14 +99,14 @@ impl CustomOp1 for Pointwise {
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
-        let mut out = vec![0f32; x.len()];
         let f = *self;
-        out.par_chunks_mut(16 * 1024)
-            .zip(x.par_chunks(16 * 1024))
-            .for_each(|(o, i)| match f {
-                Self::Gelu => gelu_forward(i, o),
-                Self::Silu => silu_forward(i, o),
-            });
+        let out = crate::cpu::par_filled(x.len(), 16 * 1024, |i, o| {
+            let x = &x[i * 16 * 1024..][..o.len()];
+            match f {
+                Self::Gelu => gelu_forward(x, o),
+                Self::Silu => silu_forward(x, o),
+            }
+        });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -139,11 +138,10 @@ impl CustomOp2 for PointwiseBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
         let g = f32_slice(g, gl, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        match self.0 {
-            Pointwise::Gelu => par_zip2(x, g, &mut out, gelu_backward),
-            Pointwise::Silu => par_zip2(x, g, &mut out, silu_backward),
-        }
+        let out = match self.0 {
+            Pointwise::Gelu => par_zip2(x, g, gelu_backward),
+            Pointwise::Silu => par_zip2(x, g, silu_backward),
+        };
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 }

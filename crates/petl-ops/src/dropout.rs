@@ -102,8 +102,7 @@ impl CustomOp1 for KeepMask {
             return Err(candle_core::Error::Msg("dropout: mask on another device".into()));
         };
         let m = f32_slice(m, ml, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        par_zip2(x, m, &mut out, |x, m, o| {
+        let out = par_zip2(x, m, |x, m, o| {
             for j in 0..o.len() {
                 o[j] = x[j] * m[j];
             }

@@ -91,8 +91,7 @@ impl Norm {
 
     fn forward(&self, x: &[f32], gamma: &[f32], beta: Option<&[f32]>) -> Vec<f32> {
         let d = gamma.len();
-        let mut out = vec![0f32; x.len()];
-        par_rows(x, &mut out, d, |xs, ys| {
+        par_rows(x, d, |xs, ys| {
             for (xr, yr) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
                 let (mean, rstd) = self.stats(xr);
                 match beta {
@@ -108,8 +107,7 @@ impl Norm {
                     }
                 }
             }
-        });
-        out
+        })
     }
 
     /// Gradients packed as `[rows + 2, d]`: `dx` rows, then `dγ`, then `dβ` (zero for RMSNorm).

@@ -1,6 +1,5 @@
 use crate::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
-use rayon::prelude::*;
 
 /// Attention logits `x · scale + bias`, where `bias` is an additive mask over the last
 /// dimension shared by everything but the first: `[b, 1, …, 1, t]` (or `[t]`) against `x`
@@ -50,19 +49,17 @@ impl CustomOp1 for ScaleMask {
         let masks = b.len() / t.max(1);
         // Rows of x per mask row: x's first dimension indexes the masks (or one mask for all).
         let rows_per_mask = x.len() / t.max(1) / masks.max(1);
-        let mut out = vec![0f32; x.len()];
         let scale = self.scale;
-        out.par_chunks_mut(rows_per_mask * t)
-            .zip(x.par_chunks(rows_per_mask * t))
-            .enumerate()
-            .for_each(|(m, (os, xs))| {
-                let mask = &b[(m % masks) * t..(m % masks + 1) * t];
-                for (or, xr) in os.chunks_exact_mut(t).zip(xs.chunks_exact(t)) {
-                    for j in 0..t {
-                        or[j] = xr[j] * scale + mask[j];
-                    }
+        let block = rows_per_mask * t;
+        let out = crate::cpu::par_filled(x.len(), block, |m, os| {
+            let xs = &x[m * block..][..os.len()];
+            let mask = &b[(m % masks) * t..(m % masks + 1) * t];
+            for (or, xr) in os.chunks_exact_mut(t).zip(xs.chunks_exact(t)) {
+                for j in 0..t {
+                    or[j] = xr[j] * scale + mask[j];
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 

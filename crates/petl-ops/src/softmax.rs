@@ -1,6 +1,5 @@
 use crate::cpu::{f32_slice, par_rows, simd_kernel};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
-use rayon::prelude::*;
 
 /// Numerically stable softmax over the last dimension.
 ///
@@ -28,8 +27,7 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
         let d = *xl.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; x.len()];
-        par_rows(x, &mut out, d, |xs, ys| softmax_rows(xs, ys, d));
+        let out = par_rows(x, d, |xs, ys| softmax_rows(xs, ys, d));
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -59,11 +57,11 @@ impl CustomOp2 for SoftmaxBackward {
         let y = f32_slice(y, yl, self.name())?;
         let g = f32_slice(g, gl, self.name())?;
         let d = *yl.dims().last().unwrap_or(&1);
-        let mut out = vec![0f32; y.len()];
         let block = crate::cpu::rows_per_task(d) * d;
-        out.par_chunks_mut(block)
-            .zip(y.par_chunks(block).zip(g.par_chunks(block)))
-            .for_each(|(os, (ys, gs))| softmax_grad_rows(ys, gs, os, d));
+        let out = crate::cpu::par_filled(y.len(), block, |i, os| {
+            let at = i * block;
+            softmax_grad_rows(&y[at..][..os.len()], &g[at..][..os.len()], os, d)
+        });
         Ok((CpuStorage::F32(out), yl.shape().clone()))
     }
 }
