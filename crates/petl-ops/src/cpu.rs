@@ -101,7 +101,8 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// masked attention scores (−1e9) need.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    let xc = x.clamp(-87.3, 88.7);
+    // max/min rather than clamp: clamp's NaN handling keeps the loop from vectorising.
+    let xc = x.max(-87.3).min(88.7);
     // Round to nearest by the 1.5·2²³ trick: `floor` is a libm call on baseline x86-64 and
     // would stop the loop from vectorising.
     let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;

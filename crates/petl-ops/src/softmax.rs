@@ -69,7 +69,7 @@ impl CustomOp2 for SoftmaxBackward {
 #[inline(always)]
 fn softmax_rows_body(xs: &[f32], ys: &mut [f32], d: usize) {
     for (xr, yr) in xs.chunks_exact(d).zip(ys.chunks_exact_mut(d)) {
-        let max = xr.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let max = lane_max(xr);
         for (y, &v) in yr.iter_mut().zip(xr) {
             *y = crate::cpu::exp(v - max);
         }
@@ -78,6 +78,23 @@ fn softmax_rows_body(xs: &[f32], ys: &mut [f32], d: usize) {
             *y *= inv;
         }
     }
+}
+
+/// The largest element, with eight independent running maxima: a single `fold` is a serial
+/// dependency chain the compiler cannot vectorise (f32 max is not associative under NaN).
+#[inline(always)]
+fn lane_max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 #[inline(always)]
