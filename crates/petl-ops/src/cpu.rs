@@ -102,6 +102,7 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     // max/min rather than clamp: clamp's NaN handling keeps the loop from vectorising.
+    #[allow(clippy::manual_clamp)]
     let xc = x.max(-87.3).min(88.7);
     // Round to nearest by the 1.5·2²³ trick: `floor` is a libm call on baseline x86-64 and
     // would stop the loop from vectorising.
