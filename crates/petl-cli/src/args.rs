@@ -67,35 +67,11 @@ pub struct BenchArgs {
     /// Comma-separated method presets.
     #[arg(long, default_value = BENCH_METHODS)]
     pub methods: String,
-    /// Examples per training step.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Tokens per example.
-    #[arg(long, default_value_t = 128)]
-    pub seq: usize,
-    /// Untimed steps before the timed ones.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Timed training steps (and timed inference forwards).
-    #[arg(long, default_value_t = 5)]
-    pub steps: usize,
+    #[command(flatten)]
+    pub step: StepArgs,
     /// Compute threads of each measurement [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Seed of the random batch, the new weights and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Activation checkpointing per block on both sides (petl's `--checkpoint-activations`,
-    /// transformers' `gradient_checkpointing_enable`).
-    #[arg(long)]
-    pub checkpoint_activations: bool,
-    /// Where both sides compute: cpu, cuda or cuda:N (petl needs a `--features cuda` build).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Precision of the step on both sides: f32; f16 or bf16 (petl: frozen linears in half
-    /// precision; PyTorch: autocast, with a GradScaler for f16).
-    #[arg(long, default_value = "f32")]
-    pub precision: petl::models::Precision,
     /// Also run the PyTorch twin (scripts/bench_torch.py) with this Python interpreter, which
     /// needs torch, transformers and peft (`scripts/python-env.sh` makes such a venv).
     #[arg(long, value_name = "PYTHON")]
@@ -119,20 +95,37 @@ pub struct BenchOneArgs {
     /// Method preset.
     #[arg(long)]
     pub method: String,
-    #[arg(long)]
+    #[command(flatten)]
+    pub step: StepArgs,
+}
+
+/// What one benchmark step is: the same flags for `petl bench` and each measurement it runs.
+#[derive(Debug, Clone, Args)]
+pub struct StepArgs {
+    /// Examples per training step.
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    #[arg(long)]
+    /// Tokens per example.
+    #[arg(long, default_value_t = 128)]
     pub seq: usize,
-    #[arg(long)]
+    /// Untimed steps before the timed ones.
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    #[arg(long)]
+    /// Timed training steps (and timed inference forwards).
+    #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    #[arg(long)]
+    /// Seed of the random batch, the new weights and dropout.
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Activation checkpointing per block on both sides (petl's `--checkpoint-activations`,
+    /// transformers' `gradient_checkpointing_enable`).
     #[arg(long)]
     pub checkpoint_activations: bool,
+    /// Where both sides compute: cpu, cuda or cuda:N (petl needs a `--features cuda` build).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the step on both sides: f32; f16 or bf16 (petl: frozen linears in half
+    /// precision; PyTorch: autocast, with a GradScaler for f16).
     #[arg(long, default_value = "f32")]
     pub precision: petl::models::Precision,
 }

@@ -28,14 +28,14 @@ pub(crate) fn bench_one(a: BenchOneArgs) -> Result<()> {
     let spec = BenchSpec {
         model_dir: a.model_dir,
         method: a.method,
-        batch: a.batch,
-        seq: a.seq,
-        warmup: a.warmup,
-        steps: a.steps,
-        seed: a.seed,
-        checkpoint: a.checkpoint_activations,
-        device: a.device,
-        precision: a.precision,
+        batch: a.step.batch,
+        seq: a.step.seq,
+        warmup: a.step.warmup,
+        steps: a.step.steps,
+        seed: a.step.seed,
+        checkpoint: a.step.checkpoint_activations,
+        device: a.step.device,
+        precision: a.step.precision,
     };
     let result = measure(&spec)
         .with_context(|| format!("benchmarking {} on {}", spec.method, spec.model_dir.display()))?;
@@ -57,7 +57,7 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
     for m in &methods {
         petl::methods::preset(m).with_context(|| format!("--methods {}", a.methods))?;
     }
-    if a.batch == 0 || a.seq == 0 || a.steps == 0 {
+    if a.step.batch == 0 || a.step.seq == 0 || a.step.steps == 0 {
         bail!("--batch, --seq and --steps must be at least 1");
     }
     let threads = match a.threads {
@@ -111,14 +111,14 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
         "model {} ({}), batch {}, seq {}, {} warm-up + {} timed steps, {} threads, {} {}{}",
         model.label(),
         dir.display(),
-        a.batch,
-        a.seq,
-        a.warmup,
-        a.steps,
+        a.step.batch,
+        a.step.seq,
+        a.step.warmup,
+        a.step.steps,
         threads,
-        a.device,
-        a.precision,
-        if a.checkpoint_activations {
+        a.step.device,
+        a.step.precision,
+        if a.step.checkpoint_activations {
             ", activation checkpointing"
         } else {
             ""
@@ -138,24 +138,25 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
 }
 
 fn common_flags(a: &BenchArgs) -> Vec<String> {
+    let s = &a.step;
     [
-        ("--batch", a.batch as u64),
-        ("--seq", a.seq as u64),
-        ("--warmup", a.warmup as u64),
-        ("--steps", a.steps as u64),
-        ("--seed", a.seed),
+        ("--batch", s.batch as u64),
+        ("--seq", s.seq as u64),
+        ("--warmup", s.warmup as u64),
+        ("--steps", s.steps as u64),
+        ("--seed", s.seed),
     ]
     .iter()
     .flat_map(|(flag, v)| [flag.to_string(), v.to_string()])
     .chain(
-        a.checkpoint_activations
+        s.checkpoint_activations
             .then(|| "--checkpoint-activations".to_string()),
     )
     .chain([
         "--device".to_string(),
-        a.device.clone(),
+        s.device.clone(),
         "--precision".to_string(),
-        a.precision.to_string(),
+        s.precision.to_string(),
     ])
     .collect()
 }
@@ -424,8 +425,8 @@ fn write_jsonl(path: &Path, done: &[Measurement], a: &BenchArgs, dir: &Path) -> 
                 "impl": m.implementation,
                 "method": m.method,
                 "model": dir.display().to_string(),
-                "batch": a.batch,
-                "seq": a.seq,
+                "batch": a.step.batch,
+                "seq": a.step.seq,
                 "error": e,
             }),
         };

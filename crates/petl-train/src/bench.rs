@@ -11,7 +11,6 @@
 //! [`BenchModel::BertBase`] is a randomly initialised BERT-base written once, deterministically,
 //! in Hugging Face's layout, so PyTorch loads the very same weights.
 
-use crate::optim::AdamWConfig;
 use crate::session::TaskModel;
 use crate::trainer::{optimizer_step, Optimizers, StepSettings};
 use crate::{Result, TrainConfig, TrainError};
@@ -406,13 +405,7 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
     );
     let tm = TaskModel::new(&model, &method, spec_task, Pooling::Cls, spec.seed)?;
     let defaults = TrainConfig::default();
-    let adam = AdamWConfig {
-        beta1: defaults.adam_beta1,
-        beta2: defaults.adam_beta2,
-        eps: defaults.adam_eps,
-        weight_decay: defaults.weight_decay,
-    };
-    let mut optims = Optimizers::new(&tm, adam, spec.precision)?;
+    let mut optims = Optimizers::new(&tm, defaults.adam(), spec.precision)?;
     let data = random_batch(spec.batch, spec.seq, model.config().vocab_size, spec.seed);
     let micro = [(0..data.len()).collect::<Vec<_>>()];
 

@@ -176,6 +176,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The AdamW settings of the run's optimizer.
+    pub fn adam(&self) -> crate::AdamWConfig {
+        crate::AdamWConfig {
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            eps: self.adam_eps,
+            weight_decay: self.weight_decay,
+        }
+    }
+
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, reason: String| Err(TrainError::Config { field, reason });

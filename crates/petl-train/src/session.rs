@@ -332,14 +332,7 @@ impl<'m> TaskModel<'m> {
 
     /// Logits `[batch, outputs]` for one collated batch.
     pub fn logits(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
-        let input = EncoderInput::from_host(
-            &batch.input_ids,
-            &batch.type_ids,
-            &batch.attention_mask,
-            batch.batch_size,
-            batch.seq_len,
-            self.model.device(),
-        )?;
+        let input = self.encoder_input(batch)?;
         let out = self.model.forward(&input, &self.delta, ctx)?;
         Ok(self
             .head
@@ -373,14 +366,7 @@ impl<'m> TaskModel<'m> {
         scale: f64,
         ctx: &mut ForwardCtx,
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let input = EncoderInput::from_host(
-            &batch.input_ids,
-            &batch.type_ids,
-            &batch.attention_mask,
-            batch.batch_size,
-            batch.seq_len,
-            self.model.device(),
-        )?;
+        let input = self.encoder_input(batch)?;
         let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.store.iter().unzip();
         let mut failure = None;
         let mut tail =
@@ -410,6 +396,18 @@ impl<'m> TaskModel<'m> {
             .filter_map(|(name, g)| g.map(|g| (name.to_string(), g)))
             .collect();
         Ok(((out.loss * (1.0 / scale))?, grads))
+    }
+
+    /// A collated batch as tensors on the model's device.
+    fn encoder_input(&self, batch: &Batch) -> Result<EncoderInput> {
+        Ok(EncoderInput::from_host(
+            &batch.input_ids,
+            &batch.type_ids,
+            &batch.attention_mask,
+            batch.batch_size,
+            batch.seq_len,
+            self.model.device(),
+        )?)
     }
 
     fn loss_of(&self, batch: &Batch, logits: &Tensor) -> Result<Tensor> {

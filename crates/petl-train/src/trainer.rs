@@ -133,13 +133,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         Some(dir) => start_from(&model, dir, cfg, &train_set.spec)?,
         None => TaskModel::new(&model, &cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?,
     };
-    let adam = AdamWConfig {
-        beta1: t.adam_beta1,
-        beta2: t.adam_beta2,
-        eps: t.adam_eps,
-        weight_decay: t.weight_decay,
-    };
-    let mut optims = Optimizers::new(&tm, adam, t.precision)?;
+    let mut optims = Optimizers::new(&tm, t.adam(), t.precision)?;
     let trainable = tm.params().num_elements();
     let base = model.num_base_params();
     // Head parameters that are new (not copies of base tensors) add to the model's size.
