@@ -15,9 +15,8 @@ use crate::metrics::Metrics;
 use crate::registry::TaskInfo;
 use crate::worker::{Job, Reply};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -51,9 +50,7 @@ pub(crate) struct AppState {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
-    let limits = state.limits;
-    // Room for the most inputs of the longest size, plus JSON syntax.
-    let body_limit = limits.max_inputs * (limits.max_input_bytes + 64) + 4096;
+    let body_limit = body_limit(&state.limits);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -65,6 +62,33 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/artifacts/{task}/unload", post(unload))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The largest request body: room for the most inputs of the longest size, plus JSON syntax.
+fn body_limit(limits: &Limits) -> usize {
+    limits.max_inputs * (limits.max_input_bytes + 64) + 4096
+}
+
+/// A request's body, refused (413) on its declared Content-Length before any of it is read
+/// when that is over the limit: a client that sent `Expect: 100-continue` then never sends
+/// it. Refusing only after reading part of it leaves the rest unread, and closing a socket
+/// with unread data resets the connection, which can destroy the 413 before the client
+/// reads it.
+async fn read_body(s: &AppState, request: axum::extract::Request) -> Result<Bytes, ServeError> {
+    let limit = body_limit(&s.limits);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit) {
+        return Err(ServeError::TooLarge(format!(
+            "request body too large: {n} bytes; the limit is {limit}"
+        )));
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| ServeError::TooLarge(format!("request body too large or unreadable: {e}")))
 }
 
 /// One input: a text, or a text pair.
@@ -133,15 +157,15 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn classify(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn classify(State(s): State<AppState>, request: axum::extract::Request) -> Response {
     let start = Instant::now();
-    let r = predict(&s, body).await;
+    let r = predict(&s, request).await;
     answered(&s, "classify", start, r)
 }
 
-async fn score(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn score(State(s): State<AppState>, request: axum::extract::Request) -> Response {
     let start = Instant::now();
-    let r = predict(&s, body).await;
+    let r = predict(&s, request).await;
     answered(&s, "score", start, r)
 }
 
@@ -182,17 +206,11 @@ async fn unload(State(s): State<AppState>, Path(task): Path<String>) -> Response
 
 async fn predict(
     s: &AppState,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Result<Json<ClassifyResponse>, ServeError> {
     // Parsed here rather than by axum's `Json`, so a client that omits the content type is
     // still understood and every parse error is a JSON answer.
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ServeError::TooLarge(format!("request body too large: {}", e.body_text()))
-        } else {
-            ServeError::BadRequest(e.body_text())
-        }
-    })?;
+    let bytes = read_body(s, request).await?;
     let req: ClassifyRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?;
     let limits = s.limits;

@@ -137,7 +137,10 @@ where
 }
 
 async fn error_of(c: &mut Client, method: &str, path: &str, body: &str) -> (u16, String, String) {
-    let r = c.request(method, path, Some(body.as_bytes())).await.unwrap();
+    let r = c
+        .request(method, path, Some(body.as_bytes()))
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} ({} bytes): {e}", body.len()));
     let j = r
         .json()
         .unwrap_or_else(|_| panic!("{path}: not a JSON error: {}", r.text()));
