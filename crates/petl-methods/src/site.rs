@@ -207,7 +207,25 @@ impl SiteDelta {
 }
 
 impl Net {
+    /// A bare low-rank product (LoRA): no norms, biases or activation.
+    fn is_low_rank(&self) -> bool {
+        self.dropout_on_input
+            && self.norm_in.is_none()
+            && self.down_bias.is_none()
+            && self.activation.is_none()
+            && self.up_bias.is_none()
+            && self.norm_out.is_none()
+    }
+
     fn forward(&self, src: &Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        if self.is_low_rank() {
+            let z = ctx.dropout(&self.dropout, src)?;
+            return Ok(petl_ops::low_rank(
+                &z,
+                self.down.as_tensor(),
+                self.up.as_tensor(),
+            )?);
+        }
         let mut z = src.clone();
         if let Some((g, b)) = &self.norm_in {
             z = petl_ops::layer_norm(&z, g.as_tensor(), b.as_tensor(), ADAPTER_NORM_EPS)?;

@@ -23,6 +23,7 @@
 //! | [`scale_add_mask`] | attention logits `x·scale + mask` |
 //! | [`Activation`] | GELU (erf and tanh forms), ReLU, SiLU, tanh |
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
+//! | [`low_rank`] | LoRA's `x·Aᵀ·Bᵀ` as one op |
 //! | [`cross_entropy`], [`mse`] | mean losses |
 //! | [`rms_norm`] | RMSNorm over the last dimension |
 //! | [`reuse_freed_memory`] | allocator settings for training-sized buffers |
@@ -43,6 +44,7 @@ mod cpu;
 mod dropout;
 mod linear;
 mod loss;
+mod low_rank;
 mod norm;
 mod scores;
 mod softmax;
@@ -52,6 +54,7 @@ pub use alloc::reuse_freed_memory;
 pub use dropout::{Dropout, DropoutRng};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};
+pub use low_rank::low_rank;
 pub use norm::{layer_norm, rms_norm};
 pub use scores::scale_add_mask;
 pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};

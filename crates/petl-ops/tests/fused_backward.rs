@@ -329,3 +329,22 @@ fn half_precision_frozen_linear_computes_in_f16_and_returns_f32_gradients() -> R
     assert!(d < 1e-2, "f16 input gradient off by {d}");
     Ok(())
 }
+
+#[test]
+fn low_rank_product_matches_reference_and_finite_differences() -> Result<()> {
+    let op = |a: &[Tensor]| petl_ops::low_rank(&a[0], &a[1], &a[2]);
+    let inputs = [
+        tensor(&[2, 5, 12], 19, DType::F64)?,
+        (tensor(&[4, 12], 20, DType::F64)? * 0.3)?,
+        (tensor(&[7, 4], 21, DType::F64)? * 0.3)?,
+    ];
+    check("low_rank (all)", &op, &inputs, &[true, true, true], 2e-6)?;
+    check(
+        "low_rank (frozen input)",
+        &op,
+        &inputs,
+        &[false, true, true],
+        2e-6,
+    )?;
+    check("low_rank (B only)", &op, &inputs, &[true, false, true], 2e-6)
+}
