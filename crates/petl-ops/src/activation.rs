@@ -100,12 +100,9 @@ impl CustomOp1 for Pointwise {
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
         let f = *self;
-        let out = crate::cpu::par_filled(x.len(), 16 * 1024, |i, o| {
-            let x = &x[i * 16 * 1024..][..o.len()];
-            match f {
-                Self::Gelu => gelu_forward(x, o),
-                Self::Silu => silu_forward(x, o),
-            }
+        let out = crate::cpu::par_map(x, |x, o| match f {
+            Self::Gelu => gelu_forward(x, o),
+            Self::Silu => silu_forward(x, o),
         });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }

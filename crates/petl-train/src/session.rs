@@ -51,6 +51,24 @@ pub struct Prediction {
     pub scores: Vec<f32>,
 }
 
+/// A batch's training targets.
+enum Targets {
+    /// Class ids: cross-entropy.
+    Classes(Tensor),
+    /// Regression targets: MSE.
+    Scores(Tensor),
+}
+
+impl Targets {
+    /// The task loss of `logits` against these targets.
+    fn loss(&self, logits: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Classes(c) => petl_ops::cross_entropy(logits, c),
+            Self::Scores(s) => petl_ops::mse(logits, s),
+        }
+    }
+}
+
 impl<'m> TaskModel<'m> {
     /// Fresh trainable state for `method` on `spec` with a `pooling` head, initialised from `seed`.
     pub fn new(
@@ -353,8 +371,9 @@ impl<'m> TaskModel<'m> {
 
     /// The task loss of one batch: cross-entropy for classification, MSE for regression.
     pub fn loss(&self, batch: &Batch, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let targets = self.targets(batch)?;
         let logits = self.logits(batch, ctx)?;
-        self.loss_of(batch, &logits)
+        Ok(targets.loss(&logits)?)
     }
 
     /// `scale ·` the loss of one batch and the gradient of every trainable parameter, with
@@ -368,28 +387,15 @@ impl<'m> TaskModel<'m> {
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let input = self.encoder_input(batch)?;
         let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.store.iter().unzip();
-        let mut failure = None;
+        let targets = self.targets(batch)?;
         let mut tail =
             |hidden: &Tensor, mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
                 let logits = self.head.forward(self.model, hidden, mask, &self.delta, ctx)?;
-                match self.loss_of(batch, &logits) {
-                    Ok(loss) => Ok((loss * scale)?),
-                    Err(e) => {
-                        // The head's own errors are model errors; a loss error (no labels) is kept
-                        // whole and returned below.
-                        let message = e.to_string();
-                        failure = Some(e);
-                        Err(petl_models::ModelError::BadInput(message))
-                    }
-                }
+                Ok((targets.loss(&logits)? * scale)?)
             };
-        let out = match self
+        let out = self
             .model
-            .backward_checkpointed(&input, &self.delta, ctx, &vars, &mut tail)
-        {
-            Ok(out) => out,
-            Err(e) => return Err(failure.take().unwrap_or_else(|| e.into())),
-        };
+            .backward_checkpointed(&input, &self.delta, ctx, &vars, &mut tail)?;
         let grads = names
             .into_iter()
             .zip(out.grads)
@@ -410,12 +416,12 @@ impl<'m> TaskModel<'m> {
         )?)
     }
 
-    fn loss_of(&self, batch: &Batch, logits: &Tensor) -> Result<Tensor> {
-        let logits = logits.clone();
+    /// The batch's targets on the model's device; a batch without labels cannot be trained on.
+    fn targets(&self, batch: &Batch) -> Result<Targets> {
         let device = self.model.device();
         Ok(match &batch.labels {
-            BatchLabels::Classes(c) => petl_ops::cross_entropy(&logits, &Tensor::new(c.as_slice(), device)?)?,
-            BatchLabels::Scores(s) => petl_ops::mse(&logits, &Tensor::new(s.as_slice(), device)?)?,
+            BatchLabels::Classes(c) => Targets::Classes(Tensor::new(c.as_slice(), device)?),
+            BatchLabels::Scores(s) => Targets::Scores(Tensor::new(s.as_slice(), device)?),
             BatchLabels::None => {
                 return Err(TrainError::Config {
                     field: "task",

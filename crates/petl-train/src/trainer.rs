@@ -532,13 +532,19 @@ fn add_gradients(
 ) -> Result<()> {
     for (name, var) in tm.params().iter() {
         if let Some(g) = store.get(var) {
-            let g = match grads.remove(name) {
-                Some(acc) => (acc + g)?,
-                None => g.clone(),
-            };
-            grads.insert(name.to_string(), g);
+            add_gradient(grads, name, g.clone())?;
         }
     }
+    Ok(())
+}
+
+/// Adds `g` into the gradient of `name` in `grads`.
+fn add_gradient(grads: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor) -> Result<()> {
+    let g = match grads.remove(name) {
+        Some(acc) => (acc + g)?,
+        None => g,
+    };
+    grads.insert(name.to_string(), g);
     Ok(())
 }
 
@@ -593,11 +599,7 @@ fn accumulate(
             let (loss, store) = tm.loss_and_grads_checkpointed(&batch, weight * loss_scale, ctx)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             for (name, g) in store {
-                let g = match grads.remove(&name) {
-                    Some(acc) => (acc + g)?,
-                    None => g,
-                };
-                grads.insert(name, g);
+                add_gradient(&mut grads, &name, g)?;
             }
             continue;
         }
