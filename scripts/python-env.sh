@@ -4,6 +4,8 @@
 #   - crates/petl-models/tests/golden/gen/make_golden.py (golden files for Rust parity tests)
 #   - scripts/reference/train_glue_torch.py (PyTorch twin of petl's GLUE fine-tuning)
 #   - crates/petl-methods/tests/golden/gen/make_peft_golden.py (peft parity goldens)
+#   - generation goldens (ROUGE/BLEU reference values, GGUF dequantization, decoder and
+#     encoder-decoder parity), each script named next to the golden files it writes
 #
 # Usage: scripts/python-env.sh            # venv at <repo>/.venv-ref
 #        PETL_PY_VENV=/some/dir scripts/python-env.sh
@@ -27,6 +29,10 @@ pins=(
   "scikit-learn==1.9.1"
   "tokenizers==0.23.3"
   "peft==0.21.2"
+  "rouge-score==0.1.2"
+  "nltk==3.10.4"
+  "sacrebleu==2.6.0"
+  "gguf==0.19.0"
 )
 
 if [[ ! -x "$venv/bin/python" ]]; then
