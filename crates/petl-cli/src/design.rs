@@ -3,6 +3,7 @@
 use crate::args::{MethodsArgs, ParamsArgs};
 use anyhow::{Context, Result};
 use petl::methods::{Composition, DeltaSpec, Form, Method, Scale, PRESETS};
+use petl::models::BaseModel;
 use petl::models::{ModelDir, ModelShape};
 use std::path::Path;
 

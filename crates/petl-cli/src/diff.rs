@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use petl::data::{Split, TextEncoder};
 use petl::methods::diff::{apply_diff, Projection};
+use petl::models::BaseModel;
 use petl::models::EncoderModel;
 use petl::sparse::{SizeReport, ValueDType};
 use petl::train::diff_pipeline::{dir_bytes, project_artifact};

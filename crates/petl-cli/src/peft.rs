@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Args, Subcommand};
 use petl::data::{GlueTask, TaskKind, TaskSpec};
+use petl::models::BaseModel;
 use petl::models::{EncoderModel, ModelDir};
 use petl::peft::{ExportOptions, MethodConfig};
 use petl::train::TaskModel;

@@ -7,7 +7,7 @@ use crate::prefix::{HeadsDelta, PrefixBank};
 use crate::site::{SiteDelta, Widths};
 use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
 use candle_core::{Tensor, Var};
-use petl_models::{EncoderModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
+use petl_models::{BaseModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
 use petl_sparse::SparseDiff;
 use std::collections::BTreeMap;
 
@@ -32,7 +32,7 @@ pub struct Delta {
 
 impl Delta {
     /// Validates `method` against `model` and creates its parameters in `store`.
-    pub fn build(method: &Method, model: &EncoderModel, store: &mut ParamStore) -> Result<Self> {
+    pub fn build(method: &Method, model: &dyn BaseModel, store: &mut ParamStore) -> Result<Self> {
         Self::build_with_diff(method, model, store, None)
     }
 
@@ -40,7 +40,7 @@ impl Delta {
     /// [`Form::SparseDiff`] delta (read from an artifact or produced by a projection).
     pub fn build_with_diff(
         method: &Method,
-        model: &EncoderModel,
+        model: &dyn BaseModel,
         store: &mut ParamStore,
         sparse: Option<&SparseDiff>,
     ) -> Result<Self> {
@@ -66,17 +66,27 @@ impl Delta {
         &mut self,
         k: usize,
         spec: &DeltaSpec,
-        model: &EncoderModel,
+        model: &dyn BaseModel,
         store: &mut ParamStore,
         sparse: Option<&SparseDiff>,
     ) -> Result<()> {
-        let c = model.config();
-        let (d, m) = (c.hidden_size, c.intermediate_size);
-        let layers = spec.layers.select(c.num_layers);
-        let dims = |p: Proj| match p {
-            Proj::FfnUp => (d, m),
-            Proj::FfnDown => (m, d),
-            _ => (d, d),
+        let shape = model.shape();
+        let d = shape.hidden_size;
+        let layers = spec.layers.select(shape.num_blocks());
+        let dims = |p: Proj| shape.proj_dims(p);
+        // A projection a block lacks (a gate in a BERT block, cross-attention in an encoder
+        // block) is skipped there; validation made sure some block has each one named.
+        let projs_at = |l: usize, projs: &[Proj]| -> Vec<Proj> {
+            let mut out: Vec<Proj> = projs.iter().copied().filter(|&p| shape.has_proj(l, p)).collect();
+            // Self-attention roles act on cross-attention too, as peft's `q_proj` does on BART.
+            for &p in projs {
+                if let Some(c) = p.cross_counterpart() {
+                    if shape.has_proj(l, c) && !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+            }
+            out
         };
         match (&spec.form, &spec.site) {
             (Form::Diff { l0, .. }, _) => {
@@ -111,7 +121,7 @@ impl Delta {
             }
             (Form::Scaling { scale_input }, Site::Weights(projs)) => {
                 for &l in &layers {
-                    for &p in projs {
+                    for p in projs_at(l, projs) {
                         let (i, o) = dims(p);
                         let on_input = scale_input.contains(&p);
                         let name = format!("delta{k}.layer{l}.{}.scale", proj_name(p));
@@ -129,7 +139,7 @@ impl Delta {
             }
             (Form::Bottleneck { .. } | Form::LowRank { .. }, Site::Weights(projs)) => {
                 for &l in &layers {
-                    for &p in projs {
+                    for p in projs_at(l, projs) {
                         let (input, output) = dims(p);
                         let prefix = format!("delta{k}.layer{l}.{}", proj_name(p));
                         let sd = SiteDelta::network(spec, &prefix, Widths { input, output }, store)?;
@@ -157,7 +167,7 @@ impl Delta {
                 },
                 _,
             ) => {
-                let bank = PrefixBank::create(k, spec, layers, d, c.num_heads, store)?;
+                let bank = PrefixBank::create(k, spec, layers, d, shape.num_heads, store)?;
                 let concat = spec.composition == Composition::Gated
                     && *activation == PrefixActivation::Softmax
                     && !explicit_gate;
@@ -220,7 +230,7 @@ impl Delta {
     /// The diff this delta makes to each base tensor it covers — a diff's δ with the
     /// evaluation gate, or `θ − θ₀` for full fine-tuning and BitFit: what a projection ranks.
     /// `None` when the method changes no base parameter.
-    pub fn dense_diffs(&self, model: &EncoderModel) -> Result<Option<BTreeMap<String, DenseDiff>>> {
+    pub fn dense_diffs(&self, model: &dyn BaseModel) -> Result<Option<BTreeMap<String, DenseDiff>>> {
         if let Some(d) = &self.diff {
             return d.dense_diffs().map(Some);
         }
@@ -264,7 +274,7 @@ impl Delta {
 
     /// Low-rank and IA³ deltas folded into their weights, keyed by base parameter name: the
     /// merged weight (and bias, for output scalings) to compute with.
-    pub(crate) fn mergeable(&self, model: &EncoderModel) -> Result<BTreeMap<String, Tensor>> {
+    pub(crate) fn mergeable(&self, model: &dyn BaseModel) -> Result<BTreeMap<String, Tensor>> {
         let mut merged: BTreeMap<String, Tensor> = BTreeMap::new();
         let base = model.base_params();
         let current = |merged: &BTreeMap<String, Tensor>, name: &str| -> Option<Tensor> {
@@ -275,7 +285,9 @@ impl Delta {
                 .or_else(|| base.get(name).cloned())
         };
         for (&(l, p), scales) in &self.inputs {
-            let name = model.weight_name(l, p);
+            let Some(name) = model.weight_name(l, p) else {
+                continue;
+            };
             if let Some(mut w) = current(&merged, &name) {
                 for s in scales {
                     w = w.broadcast_mul(&s.as_tensor().unsqueeze(0)?)?;
@@ -287,7 +299,9 @@ impl Delta {
             if !self.linear_is_mergeable(l, p)? {
                 continue;
             }
-            let name = model.weight_name(l, p);
+            let Some(name) = model.weight_name(l, p) else {
+                continue;
+            };
             let bias_name = format!("{}.bias", name.trim_end_matches(".weight"));
             for sd in deltas {
                 let (Some(w), Some(b)) = (current(&merged, &name), current(&merged, &bias_name)) else {
@@ -404,9 +418,13 @@ impl Hooks for Delta {
     fn kv_prefix(
         &self,
         layer: usize,
+        sublayer: Sublayer,
         batch: usize,
         _ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Option<KvPrefix>> {
+        if sublayer != Sublayer::Attention {
+            return Ok(None);
+        }
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for bank in &self.kv_banks {
@@ -431,6 +449,9 @@ impl Hooks for Delta {
         mut heads: Tensor,
         ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Tensor> {
+        if site.sublayer != Sublayer::Attention {
+            return Ok(heads);
+        }
         for hd in &self.heads {
             heads = hd.apply(layer, site, heads, ctx).map_err(into_model)?;
         }

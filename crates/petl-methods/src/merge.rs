@@ -9,7 +9,7 @@
 use crate::delta::{into_model, Delta};
 use crate::error::Result;
 use candle_core::Tensor;
-use petl_models::{EncoderModel, ForwardCtx, HeadsSite, Hooks, KvPrefix, Proj, Sublayer};
+use petl_models::{BaseModel, ForwardCtx, HeadsSite, Hooks, KvPrefix, Proj, Sublayer};
 use std::collections::BTreeMap;
 
 /// A delta with its linear parts folded into weights; other parts (adapters, prefixes) still
@@ -23,10 +23,10 @@ pub struct Merged<'d> {
 
 impl Delta {
     /// This delta with its LoRA and IA³ parts folded into the weights of `model`.
-    pub fn merged(&self, model: &EncoderModel) -> Result<Merged<'_>> {
+    pub fn merged(&self, model: &dyn BaseModel) -> Result<Merged<'_>> {
         let weights = self.mergeable(model)?;
         let mut folded = BTreeMap::new();
-        for layer in 0..model.config().num_layers {
+        for layer in 0..model.shape().num_blocks() {
             for proj in Proj::ALL {
                 folded.insert((layer, proj), self.linear_is_mergeable(layer, proj)?);
             }
@@ -105,10 +105,11 @@ impl Hooks for Merged<'_> {
     fn kv_prefix(
         &self,
         layer: usize,
+        sublayer: Sublayer,
         batch: usize,
         ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Option<KvPrefix>> {
-        self.delta.kv_prefix(layer, batch, ctx)
+        self.delta.kv_prefix(layer, sublayer, batch, ctx)
     }
 
     fn heads(

@@ -259,6 +259,11 @@ pub fn proj_name(p: Proj) -> &'static str {
         Proj::AttnOut => "attn_out",
         Proj::FfnUp => "ffn_up",
         Proj::FfnDown => "ffn_down",
+        Proj::FfnGate => "ffn_gate",
+        Proj::CrossQuery => "cross_query",
+        Proj::CrossKey => "cross_key",
+        Proj::CrossValue => "cross_value",
+        Proj::CrossOut => "cross_out",
     }
 }
 
@@ -612,6 +617,13 @@ impl DeltaSpec {
         if let Site::Weights(projs) = &self.site {
             if projs.is_empty() {
                 return Err("the weights site lists no projection".into());
+            }
+            if let Some(p) = projs.iter().find(|&&p| !shape.has_proj_anywhere(p)) {
+                return Err(format!(
+                    "this {} model has no {} projection",
+                    shape.model_type,
+                    proj_name(*p)
+                ));
             }
         }
         let explicit = matches!(

@@ -8,6 +8,7 @@ use candle_core::Device;
 use common::{batch, build, check_gradients, max_abs_diff, ripple, tiny, Built};
 use petl_methods::diff::{apply_diff, project, EvalGate, GroupGates, L0Gates, Projection};
 use petl_methods::{Delta, DeltaSpec, Form, Method, Site};
+use petl_models::BaseModel;
 use petl_models::{ClassificationHead, EncoderModel, ParamStore, Pooling};
 use std::collections::BTreeMap;
 

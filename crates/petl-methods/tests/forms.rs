@@ -8,6 +8,7 @@ use petl_methods::{
     merge_into, AdapterActivation, AdapterNorm, Composition, DeltaSpec, Form, InitScheme, Insertion, Method,
     PrefixActivation, Scale, Site,
 };
+use petl_models::BaseModel;
 use petl_models::{ForwardCtx, Proj};
 
 fn bottleneck(norm: AdapterNorm) -> Form {

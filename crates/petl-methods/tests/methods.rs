@@ -7,6 +7,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::{batch, build, max_abs_diff, shrink, tiny};
 use petl_methods::{Form, InitScheme, Method, PRESETS};
+use petl_models::BaseModel;
 use petl_models::{ForwardCtx, NoHooks};
 
 /// Presets whose output length or attention pattern changes by construction (a prompt adds

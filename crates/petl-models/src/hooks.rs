@@ -17,6 +17,11 @@
 //!
 //! Every projection `linear(P)` is `linear_input(P)` on its input, then the frozen matmul, then
 //! `linear(P)` on its output.
+//!
+//! Pre-LN blocks (Llama, BART's mBART variant) call the same hooks around the same sub-layers;
+//! only where the norm sits differs. A decoder block of an encoder-decoder adds a
+//! [`Sublayer::CrossAttention`] between self-attention and the FFN, whose keys and values come
+//! from the encoder output and whose projections are the `Cross*` members of [`Proj`].
 
 use crate::Result;
 use candle_core::Tensor;
@@ -26,10 +31,12 @@ use petl_ops::{Dropout, DropoutRng};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sublayer {
-    /// Multi-head self-attention.
+    /// Multi-head self-attention (causal in a decoder).
     Attention,
     /// The position-wise feed-forward network.
     Ffn,
+    /// Decoder-to-encoder attention of an encoder-decoder (BART's `encoder_attn`).
+    CrossAttention,
 }
 
 /// A weight matrix of a transformer block, by role.
@@ -48,18 +55,57 @@ pub enum Proj {
     FfnUp,
     /// W_2, the FFN down-projection.
     FfnDown,
+    /// The gate of a gated FFN (SwiGLU's `gate_proj`: `down(act(gate·x) ⊙ up·x)`).
+    FfnGate,
+    /// W_q of cross-attention (queries from the decoder).
+    CrossQuery,
+    /// W_k of cross-attention (keys from the encoder output).
+    CrossKey,
+    /// W_v of cross-attention (values from the encoder output).
+    CrossValue,
+    /// W_o of cross-attention.
+    CrossOut,
 }
 
 impl Proj {
-    /// All projections, in block order.
-    pub const ALL: [Proj; 6] = [
+    /// All projections, in block order. A model has a subset ([`crate::ModelShape::has_proj`]).
+    pub const ALL: [Proj; 11] = [
         Self::Query,
         Self::Key,
         Self::Value,
         Self::AttnOut,
+        Self::CrossQuery,
+        Self::CrossKey,
+        Self::CrossValue,
+        Self::CrossOut,
+        Self::FfnGate,
         Self::FfnUp,
         Self::FfnDown,
     ];
+
+    /// The cross-attention projection with the same role as a self-attention one (`Query` →
+    /// `CrossQuery`…), or `None` for the others. A method that names `query` acts on both
+    /// attentions of a decoder block, as peft's `q_proj` target does on BART.
+    pub fn cross_counterpart(self) -> Option<Proj> {
+        match self {
+            Self::Query => Some(Self::CrossQuery),
+            Self::Key => Some(Self::CrossKey),
+            Self::Value => Some(Self::CrossValue),
+            Self::AttnOut => Some(Self::CrossOut),
+            _ => None,
+        }
+    }
+
+    /// The attention sub-layer the projection belongs to, or `None` for FFN projections.
+    pub fn attention(self) -> Option<Sublayer> {
+        match self {
+            Self::Query | Self::Key | Self::Value | Self::AttnOut => Some(Sublayer::Attention),
+            Self::CrossQuery | Self::CrossKey | Self::CrossValue | Self::CrossOut => {
+                Some(Sublayer::CrossAttention)
+            }
+            Self::FfnGate | Self::FfnUp | Self::FfnDown => None,
+        }
+    }
 }
 
 /// Extra per-layer keys and values prepended to attention (prefix tuning), each
@@ -75,6 +121,8 @@ pub struct KvPrefix {
 /// What attention computed for one layer, for deltas acting on the per-head output.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadsSite<'a> {
+    /// Which attention: self-attention, or cross-attention in an encoder-decoder's decoder.
+    pub sublayer: Sublayer,
     /// The attention sub-layer input `[batch, seq, d]`.
     pub input: &'a Tensor,
     /// The per-head queries `[batch, heads, seq, head_dim]`, unscaled.
@@ -128,7 +176,9 @@ impl ForwardCtx {
 
 /// The hook points a delta can implement. All methods default to "no change".
 ///
-/// `layer` is the 0-based block index. Implementations must not change shapes except where a
+/// `layer` is the 0-based block index, counted over all stacks: an encoder-decoder's encoder
+/// blocks come first, then its decoder blocks (BART-base: 0–5 encoder, 6–11 decoder), as in
+/// [`crate::ModelShape::stacks`]. Implementations must not change shapes except where a
 /// method says so.
 pub trait Hooks {
     /// Returns the tensor to use in place of the base parameter `name` (canonical checkpoint
@@ -222,9 +272,16 @@ pub trait Hooks {
         Ok(output)
     }
 
-    /// Keys and values to prepend in attention of `layer` for a batch of `batch` rows.
-    fn kv_prefix(&self, layer: usize, batch: usize, ctx: &mut ForwardCtx) -> Result<Option<KvPrefix>> {
-        let _ = (layer, batch, ctx);
+    /// Keys and values to prepend in the attention `sublayer` ([`Sublayer::Attention`] or
+    /// [`Sublayer::CrossAttention`]) of `layer` for a batch of `batch` rows.
+    fn kv_prefix(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        batch: usize,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Option<KvPrefix>> {
+        let _ = (layer, sublayer, batch, ctx);
         Ok(None)
     }
 

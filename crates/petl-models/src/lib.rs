@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod base;
+mod base_model;
 mod config;
 pub mod device;
 mod encoder;
@@ -26,6 +27,7 @@ mod row_groups;
 mod shape;
 mod weights;
 
+pub use base_model::BaseModel;
 pub use config::{EncoderConfig, Family};
 pub use encoder::{CheckpointedBackward, EncoderInput, EncoderModel, EncoderOutput};
 pub use error::{ModelError, Result};

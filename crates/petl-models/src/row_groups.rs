@@ -65,7 +65,7 @@ impl<'a> RowGroups<'a> {
     /// layers gets its own batch through a nonzero length here).
     pub fn layout(hooks: &dyn Hooks) -> Result<Layout> {
         let mut ctx = ForwardCtx::eval();
-        let prefix_len = match hooks.kv_prefix(0, 1, &mut ctx)? {
+        let prefix_len = match hooks.kv_prefix(0, Sublayer::Attention, 1, &mut ctx)? {
             Some(p) => p.keys.dim(2)?,
             None => 0,
         };
@@ -192,7 +192,13 @@ impl Hooks for RowGroups<'_> {
         })
     }
 
-    fn kv_prefix(&self, layer: usize, batch: usize, ctx: &mut ForwardCtx) -> Result<Option<KvPrefix>> {
+    fn kv_prefix(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        batch: usize,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Option<KvPrefix>> {
         if batch != self.rows() {
             return Err(ModelError::BadInput(format!(
                 "row groups cover {} rows but the batch has {batch}",
@@ -204,7 +210,7 @@ impl Hooks for RowGroups<'_> {
         let mut offsets = Vec::new();
         for (rows, hooks) in &self.groups {
             offsets.push(hooks.position_offset());
-            match hooks.kv_prefix(layer, rows.len(), ctx)? {
+            match hooks.kv_prefix(layer, sublayer, rows.len(), ctx)? {
                 Some(p) => {
                     keys.push(p.keys);
                     values.push(p.values);
@@ -242,6 +248,7 @@ impl Hooks for RowGroups<'_> {
                 rows_of(site.scores, rows)?,
             );
             let site = HeadsSite {
+                sublayer: site.sublayer,
                 input: &input,
                 query: &query,
                 scores: &scores,
@@ -348,10 +355,16 @@ impl Hooks for Chain<'_> {
         self.1.linear(layer, proj, input, y, ctx)
     }
 
-    fn kv_prefix(&self, layer: usize, batch: usize, ctx: &mut ForwardCtx) -> Result<Option<KvPrefix>> {
+    fn kv_prefix(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        batch: usize,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Option<KvPrefix>> {
         match (
-            self.0.kv_prefix(layer, batch, ctx)?,
-            self.1.kv_prefix(layer, batch, ctx)?,
+            self.0.kv_prefix(layer, sublayer, batch, ctx)?,
+            self.1.kv_prefix(layer, sublayer, batch, ctx)?,
         ) {
             (None, p) | (p, None) => Ok(p),
             (Some(_), Some(_)) => Err(ModelError::BadInput(

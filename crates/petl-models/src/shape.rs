@@ -41,6 +41,8 @@ pub struct ModelShape {
     pub kv_dim: usize,
     /// FFN inner width d_m.
     pub intermediate_size: usize,
+    /// Whether the FFN is gated (SwiGLU: a [`Proj::FfnGate`] beside the up-projection).
+    pub gated_ffn: bool,
     /// The block stacks, encoder first.
     pub stacks: Vec<StackShape>,
     /// Scalar parameters of the pretrained model.
@@ -65,6 +67,7 @@ impl ModelShape {
             head_dim: c.head_dim(),
             kv_dim: d,
             intermediate_size: m,
+            gated_ffn: false,
             stacks: vec![StackShape {
                 name: "encoder",
                 layers: l,
@@ -111,10 +114,13 @@ impl ModelShape {
     /// `(in, out)` features of projection `proj`.
     pub fn proj_dims(&self, proj: Proj) -> (usize, usize) {
         let (d, m) = (self.hidden_size, self.intermediate_size);
+        let q = self.num_heads * self.head_dim;
         match proj {
-            Proj::Query | Proj::AttnOut => (d, d),
+            Proj::Query => (d, q),
+            Proj::AttnOut => (q, d),
             Proj::Key | Proj::Value => (d, self.kv_dim),
-            Proj::FfnUp => (d, m),
+            Proj::CrossQuery | Proj::CrossKey | Proj::CrossValue | Proj::CrossOut => (d, d),
+            Proj::FfnUp | Proj::FfnGate => (d, m),
             Proj::FfnDown => (m, d),
         }
     }
@@ -122,6 +128,35 @@ impl ModelShape {
     /// Total number of blocks over all stacks.
     pub fn num_blocks(&self) -> usize {
         self.stacks.iter().map(|s| s.layers).sum()
+    }
+
+    /// The stack block `layer` (counted over all stacks) belongs to.
+    pub fn stack_of(&self, layer: usize) -> Option<&StackShape> {
+        let mut start = 0;
+        self.stacks.iter().find(|s| {
+            start += s.layers;
+            layer < start
+        })
+    }
+
+    /// Whether block `layer` has the attention sub-layer `kind`.
+    pub fn has_attention(&self, layer: usize, kind: AttentionKind) -> bool {
+        self.stack_of(layer).is_some_and(|s| s.attention.contains(&kind))
+    }
+
+    /// Whether block `layer` has projection `proj`.
+    pub fn has_proj(&self, layer: usize, proj: Proj) -> bool {
+        match proj.attention() {
+            Some(crate::Sublayer::CrossAttention) => self.has_attention(layer, AttentionKind::CrossAttention),
+            Some(_) => self.stack_of(layer).is_some(),
+            None if proj == Proj::FfnGate => self.gated_ffn && self.stack_of(layer).is_some(),
+            None => self.stack_of(layer).is_some(),
+        }
+    }
+
+    /// Whether any block has projection `proj`.
+    pub fn has_proj_anywhere(&self, proj: Proj) -> bool {
+        (0..self.num_blocks()).any(|l| self.has_proj(l, proj))
     }
 }
 
@@ -156,6 +191,7 @@ impl Seq2SeqConfig {
             head_dim: d / self.encoder_attention_heads.max(1),
             kv_dim: d,
             intermediate_size: self.encoder_ffn_dim,
+            gated_ffn: false,
             stacks: vec![
                 StackShape {
                     name: "encoder",
@@ -237,6 +273,7 @@ impl DecoderConfig {
             head_dim,
             kv_dim,
             intermediate_size: self.intermediate_size,
+            gated_ffn: true,
             stacks: vec![StackShape {
                 name: "decoder",
                 layers: self.num_hidden_layers,

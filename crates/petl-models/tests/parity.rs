@@ -2,6 +2,7 @@
 //! `tests/golden/gen/make_golden.py`, eager attention, f32).
 
 use candle_core::{DType, Device, Tensor};
+use petl_models::BaseModel;
 use petl_models::{
     ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore, Pooling,
 };

@@ -97,8 +97,15 @@ pub fn to_peft(
     let mut stored = Stored(tm.stored_tensors()?);
     let mut out = BTreeMap::new();
     let layers = c.num_layers;
-    let site_key =
-        |l: usize, p: Proj, leaf: &str| format!("{TUNER_ROOT}{encoder_prefix}{}.{leaf}", site_path(l, p));
+    let site_key = |l: usize, p: Proj, leaf: &str| -> Result<String> {
+        let path = site_path(l, p).ok_or_else(|| {
+            not_representable(
+                petl_methods::proj_name(p),
+                "a BERT-family encoder has no such projection",
+            )
+        })?;
+        Ok(format!("{TUNER_ROOT}{encoder_prefix}{path}.{leaf}"))
+    };
     let method_config = match kind {
         PeftType::Lora => {
             let mut sites = BTreeSet::new();
@@ -137,11 +144,11 @@ pub fn to_peft(
                             ));
                         }
                         out.insert(
-                            site_key(l, p, "lora_A.weight"),
+                            site_key(l, p, "lora_A.weight")?,
                             stored.take(&lora_name(k, l, p, false))?,
                         );
                         out.insert(
-                            site_key(l, p, "lora_B.weight"),
+                            site_key(l, p, "lora_B.weight")?,
                             stored.take(&lora_name(k, l, p, true))?,
                         );
                     }
@@ -179,7 +186,7 @@ pub fn to_peft(
                         } else {
                             v.reshape((n, 1))?
                         };
-                        out.insert(site_key(l, p, "ia3_l"), v);
+                        out.insert(site_key(l, p, "ia3_l")?, v);
                     }
                 }
             }
@@ -401,7 +408,7 @@ fn targets(sites: &BTreeSet<(usize, Proj)>, layers: usize) -> TargetModules {
                     Proj::Query => "query",
                     Proj::Key => "key",
                     Proj::Value => "value",
-                    other => module_of(other),
+                    other => module_of(other).unwrap_or("?"),
                 })
                 .map(str::to_string)
                 .collect(),
@@ -411,7 +418,11 @@ fn targets(sites: &BTreeSet<(usize, Proj)>, layers: usize) -> TargetModules {
         .iter()
         .map(|(&p, ls)| {
             let ls: Vec<String> = ls.iter().map(usize::to_string).collect();
-            format!("(?:{})\\.{}", ls.join("|"), module_of(p).replace('.', "\\."))
+            format!(
+                "(?:{})\\.{}",
+                ls.join("|"),
+                module_of(p).unwrap_or("?").replace('.', "\\.")
+            )
         })
         .collect();
     TargetModules::Regex(format!(".*encoder\\.layer\\.(?:{})", alternatives.join("|")))

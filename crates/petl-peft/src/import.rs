@@ -9,6 +9,7 @@ use crate::{PeftError, Result};
 use candle_core::{DType, Tensor};
 use petl_data::{TaskKind, TaskSpec};
 use petl_methods::{Composition, DeltaSpec, Form, InitScheme, Layers, Method, PrefixActivation, Scale, Site};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, Pooling, Proj};
 use petl_train::TaskModel;
 use std::collections::{BTreeMap, BTreeSet};

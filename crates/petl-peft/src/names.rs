@@ -26,21 +26,23 @@ pub const PROMPT_ROOT: &str = "base_model.";
 /// The one tensor of a prompt-learning adapter.
 pub const PROMPT_EMBEDDINGS: &str = "prompt_embeddings";
 
-/// The Hugging Face module of a projection inside `encoder.layer.{l}`.
-pub fn module_of(proj: Proj) -> &'static str {
-    match proj {
+/// The Hugging Face module of a projection inside `encoder.layer.{l}`, or `None` for the
+/// projections a BERT-family block does not have (gates, cross-attention).
+pub fn module_of(proj: Proj) -> Option<&'static str> {
+    Some(match proj {
         Proj::Query => "attention.self.query",
         Proj::Key => "attention.self.key",
         Proj::Value => "attention.self.value",
         Proj::AttnOut => "attention.output.dense",
         Proj::FfnUp => "intermediate.dense",
         Proj::FfnDown => "output.dense",
-    }
+        Proj::FfnGate | Proj::CrossQuery | Proj::CrossKey | Proj::CrossValue | Proj::CrossOut => return None,
+    })
 }
 
 /// `encoder.layer.{l}.{module}`: a projection's module path below the encoder's root.
-pub fn site_path(layer: usize, proj: Proj) -> String {
-    format!("encoder.layer.{layer}.{}", module_of(proj))
+pub fn site_path(layer: usize, proj: Proj) -> Option<String> {
+    module_of(proj).map(|m| format!("encoder.layer.{layer}.{m}"))
 }
 
 /// Splits `encoder.layer.{l}.{module}.{rest}` into the layer, the projection and `rest`.
@@ -49,7 +51,7 @@ pub fn parse_site(key: &str) -> Option<(usize, Proj, &str)> {
     let (layer, after) = after.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     Proj::ALL.into_iter().find_map(|p| {
-        let rest = after.strip_prefix(module_of(p))?.strip_prefix('.')?;
+        let rest = after.strip_prefix(module_of(p)?)?.strip_prefix('.')?;
         Some((layer, p, rest))
     })
 }
@@ -107,8 +109,8 @@ mod tests {
 
     #[test]
     fn sites_parse_without_confusing_the_two_output_denses() {
-        for p in Proj::ALL {
-            let key = format!("{}.lora_A.weight", site_path(3, p));
+        for p in Proj::ALL.into_iter().filter(|&p| module_of(p).is_some()) {
+            let key = format!("{}.lora_A.weight", site_path(3, p).unwrap());
             assert_eq!(parse_site(&key), Some((3, p, "lora_A.weight")), "{key}");
         }
         assert_eq!(parse_site("encoder.layer.x.output.dense.ia3_l"), None);

@@ -5,6 +5,7 @@
 use candle_core::{Device, Tensor};
 use petl_data::{collate, Encoded, Label, TaskKind, TaskSpec};
 use petl_methods::{preset, Method};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ForwardCtx, ModelDir, Pooling};
 use petl_peft::{export, import, ExportOptions, PeftError, TaskType, CONFIG_FILE, WEIGHTS_FILE};
 use petl_train::TaskModel;

@@ -17,6 +17,7 @@
 
 use candle_core::{Device, Tensor};
 use petl_data::{TaskKind, TaskSpec, TextEncoder};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ModelDir, Pooling};
 use petl_serve::client::Client;
 use petl_serve::{ServeConfig, Server};

@@ -4,6 +4,7 @@ use crate::registry::LoadedTask;
 use candle_core::Tensor;
 use petl_data::{collate, Encoded};
 use petl_methods::diff::{apply_diff, CorrectionGroups};
+use petl_models::BaseModel;
 use petl_models::{Chain, EncoderInput, ForwardCtx, Hooks, NoHooks, RowGroups};
 use petl_train::Prediction;
 use std::ops::Range;

@@ -25,6 +25,7 @@ pub use metrics::Metrics;
 pub use registry::TaskInfo;
 
 use petl_data::TextEncoder;
+use petl_models::BaseModel;
 use petl_models::EncoderModel;
 use std::future::Future;
 use std::path::PathBuf;

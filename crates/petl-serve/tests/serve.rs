@@ -4,6 +4,7 @@
 mod common;
 
 use common::{expected, minilm, start, write_task, SENTENCES};
+use petl_models::BaseModel;
 use petl_serve::client::Client;
 use petl_serve::ServeConfig;
 use serde_json::json;

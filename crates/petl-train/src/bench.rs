@@ -504,6 +504,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use petl_models::BaseModel;
 
     #[test]
     fn median_of_odd_and_even_counts() {

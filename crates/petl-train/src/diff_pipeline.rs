@@ -12,6 +12,7 @@ use crate::trainer::{read_dev_set, train, RunSummary, TrainOptions};
 use crate::{Result, TrainError};
 use petl_methods::diff::{project, Projection};
 use petl_methods::{Form, Method};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ModelDir};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -6,6 +6,7 @@ use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
 use petl_data::{collate, plan_batches, Batch, BatchLabels, BatchOrder, Encoded, Label, TaskSpec};
 use petl_methods::{Delta, Method};
 use petl_metrics::{Predictions, Scores};
+use petl_models::BaseModel;
 use petl_models::{
     argmax_rows, ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ParamStore, Pooling,
 };

@@ -10,6 +10,7 @@ use crate::{plot, Result, TrainError};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use petl_data::{collate, plan_batches, BatchOrder, Dataset, Encoded, Split, TextEncoder};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ForwardCtx, ModelDir, Precision};
 use petl_ops::DropoutRng;
 use serde::Serialize;

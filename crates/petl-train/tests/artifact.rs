@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use petl_data::{collate, Encoded, Label, TaskKind, TaskSpec};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ForwardCtx, ModelDir, Pooling};
 use petl_train::TaskModel;
 use std::path::Path;

@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use petl_data::{TaskKind, TaskSpec};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ModelDir, Pooling};
 use petl_train::TaskModel;
 use serde_json::{json, Value};

@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use petl_data::{collate, Encoded, Label, TaskKind, TaskSpec};
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ForwardCtx, ModelDir, Pooling, Precision};
 use petl_train::TaskModel;
 

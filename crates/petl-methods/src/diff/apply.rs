@@ -8,7 +8,7 @@
 use super::delta::{base_tensor_for, to_index_tensor};
 use crate::error::{bad_input, Result};
 use candle_core::Tensor;
-use petl_models::EncoderModel;
+use petl_models::BaseModel;
 use petl_sparse::SparseDiff;
 
 /// A diff currently written into a base model; [`AppliedDiff::remove`] restores the base.
@@ -27,7 +27,7 @@ impl AppliedDiff {
 
     /// Writes the saved base values back; afterwards every base tensor is bitwise what it was
     /// before [`apply_diff`].
-    pub fn remove(self, model: &EncoderModel) -> Result<()> {
+    pub fn remove(self, model: &dyn BaseModel) -> Result<()> {
         for (name, positions, original) in self.undo.iter().rev() {
             let flat = flat_base(model, name)?;
             flat.scatter_set(positions, original, 0)?;
@@ -38,7 +38,7 @@ impl AppliedDiff {
 
 /// Adds `diff` to `model`'s base tensors in place. Every tensor is checked before any is
 /// written, so a diff that does not fit leaves the base untouched.
-pub fn apply_diff(model: &EncoderModel, diff: &SparseDiff) -> Result<AppliedDiff> {
+pub fn apply_diff(model: &dyn BaseModel, diff: &SparseDiff) -> Result<AppliedDiff> {
     let mut planned = Vec::with_capacity(diff.tensors.len());
     for (name, t) in &diff.tensors {
         let base = base_tensor_for(model, name, t)?;
@@ -63,7 +63,7 @@ pub fn apply_diff(model: &EncoderModel, diff: &SparseDiff) -> Result<AppliedDiff
 }
 
 /// A flat view of base tensor `name` sharing its storage, so writes reach the model.
-fn flat_base(model: &EncoderModel, name: &str) -> Result<Tensor> {
+fn flat_base(model: &dyn BaseModel, name: &str) -> Result<Tensor> {
     let base = model
         .base_params()
         .get(name)

@@ -9,7 +9,7 @@
 
 use crate::error::{bad_input, Result};
 use candle_core::{CpuStorage, CustomOp2, InplaceOp2, Layout, Shape, Tensor};
-use petl_models::{EncoderModel, ForwardCtx, Hooks};
+use petl_models::{BaseModel, ForwardCtx, Hooks};
 use petl_sparse::{SparseDiff, SparseTensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -108,7 +108,7 @@ fn entries(t: &SparseTensor) -> Entries {
 impl SparseCorrection {
     /// The corrections for `diff` on `model`; refuses entries on a tensor the model does not
     /// have, or of a kind no hook point can correct.
-    pub fn new(model: &EncoderModel, diff: &SparseDiff) -> Result<Self> {
+    pub fn new(model: &dyn BaseModel, diff: &SparseDiff) -> Result<Self> {
         let base = model.base_params();
         let mut linears: HashMap<String, LinearCorrection> = HashMap::new();
         let mut norms: HashMap<String, NormCorrection> = HashMap::new();

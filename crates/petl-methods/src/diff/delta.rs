@@ -8,7 +8,7 @@ use super::gates::{logistic_noise, HardConcrete};
 use super::project::DenseDiff;
 use crate::error::{bad_input, Result};
 use candle_core::{DType, Tensor, Var};
-use petl_models::{EncoderModel, ForwardCtx, Init, ParamStore};
+use petl_models::{BaseModel, ForwardCtx, Init, ParamStore};
 use petl_ops::DropoutRng;
 use petl_sparse::{SparseDiff, SparseTensor};
 use rayon::prelude::*;
@@ -63,7 +63,7 @@ pub struct Penalty {
 /// The base tensors a parameter delta covers: those of the selected blocks, plus embeddings
 /// and pooler when every block is selected.
 pub(crate) fn selected_params<'a>(
-    model: &'a EncoderModel,
+    model: &'a dyn BaseModel,
     layers: &'a crate::spec::Layers,
 ) -> impl Iterator<Item = (&'a String, &'a Tensor)> + 'a {
     model
@@ -75,11 +75,11 @@ pub(crate) fn selected_params<'a>(
         })
 }
 
-fn bucket_of(model: &EncoderModel, name: &str) -> usize {
+fn bucket_of(model: &dyn BaseModel, name: &str) -> usize {
     match model.layer_of(name) {
         Some(l) => l + 1,
         None if name.starts_with("embeddings.") => 0,
-        None => model.config().num_layers + 1,
+        None => model.shape().num_blocks() + 1,
     }
 }
 
@@ -89,7 +89,7 @@ impl DiffDelta {
         k: usize,
         gates: Option<&L0Gates>,
         layers: &crate::spec::Layers,
-        model: &EncoderModel,
+        model: &dyn BaseModel,
         store: &mut ParamStore,
     ) -> Result<Self> {
         let mut entries = BTreeMap::new();
@@ -139,7 +139,7 @@ impl DiffDelta {
     pub(crate) fn sparse(
         k: usize,
         diff: &SparseDiff,
-        model: &EncoderModel,
+        model: &dyn BaseModel,
         store: &mut ParamStore,
     ) -> Result<Self> {
         let mut entries = BTreeMap::new();
@@ -375,7 +375,7 @@ fn expected_nonzero(alpha: &Tensor, shift: f64) -> Result<Tensor> {
 
 /// The base tensor a sparse diff's tensor `name` changes, checked to exist with its shape.
 pub(crate) fn base_tensor_for<'m>(
-    model: &'m EncoderModel,
+    model: &'m dyn BaseModel,
     name: &str,
     t: &SparseTensor,
 ) -> Result<&'m Tensor> {

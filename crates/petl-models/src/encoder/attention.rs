@@ -1,6 +1,6 @@
 use crate::base::{BaseLinear, Loader};
 use crate::config::EncoderConfig;
-use crate::{ForwardCtx, HeadsSite, Hooks, Proj, Result};
+use crate::{ForwardCtx, HeadsSite, Hooks, Proj, Result, Sublayer};
 use candle_core::Tensor;
 use petl_ops::Dropout;
 
@@ -50,7 +50,7 @@ impl SelfAttention {
         let mut k = project(&self.key, Proj::Key, ctx)?;
         let mut v = project(&self.value, Proj::Value, ctx)?;
         let mut bias = bias.clone();
-        if let Some(prefix) = hooks.kv_prefix(layer, batch, ctx)? {
+        if let Some(prefix) = hooks.kv_prefix(layer, Sublayer::Attention, batch, ctx)? {
             let plen = prefix.keys.dim(2)?;
             k = Tensor::cat(&[&prefix.keys, &k], 2)?;
             v = Tensor::cat(&[&prefix.values, &v], 2)?;
@@ -64,6 +64,7 @@ impl SelfAttention {
         let probs = ctx.dropout(&self.probs_dropout, &probs)?;
         let heads = probs.matmul(&v)?;
         let site = HeadsSite {
+            sublayer: Sublayer::Attention,
             input: x,
             query: &q,
             scores: &scores,

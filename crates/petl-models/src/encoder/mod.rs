@@ -8,7 +8,7 @@ use crate::base::{BaseLinear, Loader};
 use crate::config::EncoderConfig;
 use crate::model_dir::ModelDir;
 use crate::weights::{Checkpoint, Fingerprint};
-use crate::{ForwardCtx, Hooks, ModelError, Precision, Result};
+use crate::{BaseModel, ForwardCtx, Hooks, ModelError, Precision, Proj, Result};
 use block::Block;
 use candle_core::{DType, Device, Tensor};
 use embeddings::Embeddings;
@@ -136,58 +136,6 @@ impl EncoderModel {
         &self.config
     }
 
-    /// The device the weights live on.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// The base model's fingerprint.
-    pub fn fingerprint(&self) -> &Fingerprint {
-        &self.fingerprint
-    }
-
-    /// Every base parameter by canonical name (embeddings, blocks, pooler).
-    pub fn base_params(&self) -> &BTreeMap<String, Tensor> {
-        &self.base
-    }
-
-    /// The model's dimensions, with the parameter count of the loaded checkpoint.
-    pub fn shape(&self) -> crate::ModelShape {
-        let mut shape = crate::ModelShape::of_encoder(&self.config, self.pooler.is_some());
-        shape.base_params = self.num_base_params();
-        shape.base_tensors = self.base.len();
-        shape
-    }
-
-    /// The checkpoint name of the weight of projection `proj` in block `layer` (its bias is
-    /// the same name ending in `.bias`).
-    pub fn weight_name(&self, layer: usize, proj: crate::Proj) -> String {
-        use crate::Proj;
-        let module = match proj {
-            Proj::Query => "attention.self.query",
-            Proj::Key => "attention.self.key",
-            Proj::Value => "attention.self.value",
-            Proj::AttnOut => "attention.output.dense",
-            Proj::FfnUp => "intermediate.dense",
-            Proj::FfnDown => "output.dense",
-        };
-        format!("encoder.layer.{layer}.{module}.weight")
-    }
-
-    /// The block index a base parameter belongs to, or `None` for embeddings and pooler.
-    pub fn layer_of(&self, name: &str) -> Option<usize> {
-        name.strip_prefix("encoder.layer.")?
-            .split('.')
-            .next()?
-            .parse()
-            .ok()
-    }
-
-    /// Number of scalar base parameters.
-    pub fn num_base_params(&self) -> usize {
-        self.base.values().map(|t| t.elem_count()).sum()
-    }
-
     /// Checkpoint tensors outside the encoder (e.g. a saved `classifier.*` head).
     pub fn extra_tensors(&self) -> &BTreeMap<String, Tensor> {
         &self.extra
@@ -221,6 +169,50 @@ impl EncoderModel {
             hidden = block.forward(i, &hidden, &bias, hooks, ctx)?;
         }
         Ok(EncoderOutput { hidden, mask })
+    }
+}
+
+impl BaseModel for EncoderModel {
+    fn shape(&self) -> crate::ModelShape {
+        let mut shape = crate::ModelShape::of_encoder(&self.config, self.pooler.is_some());
+        shape.base_params = self.num_base_params();
+        shape.base_tensors = self.base.len();
+        shape
+    }
+
+    fn base_params(&self) -> &BTreeMap<String, Tensor> {
+        &self.base
+    }
+
+    fn weight_name(&self, layer: usize, proj: Proj) -> Option<String> {
+        let module = match proj {
+            Proj::Query => "attention.self.query",
+            Proj::Key => "attention.self.key",
+            Proj::Value => "attention.self.value",
+            Proj::AttnOut => "attention.output.dense",
+            Proj::FfnUp => "intermediate.dense",
+            Proj::FfnDown => "output.dense",
+            Proj::FfnGate | Proj::CrossQuery | Proj::CrossKey | Proj::CrossValue | Proj::CrossOut => {
+                return None
+            }
+        };
+        (layer < self.config.num_layers).then(|| format!("encoder.layer.{layer}.{module}.weight"))
+    }
+
+    fn layer_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix("encoder.layer.")?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
     }
 }
 

@@ -5,6 +5,7 @@
 use candle_core::{Device, Tensor};
 use petl_data::{Example, Label, TaskKind, TaskSpec, TextEncoder};
 use petl_methods::preset;
+use petl_models::BaseModel;
 use petl_models::{EncoderModel, ModelDir, Pooling};
 use petl_serve::{ServeConfig, Server};
 use petl_sparse::{SparseDiff, SparseTensor};
