@@ -62,9 +62,31 @@ pub enum MetricsError {
         /// Which input is constant (the predicted side is checked first).
         side: Side,
     },
-    /// A metric name that does not match any [`Metric`].
+    /// A metric name that does not match any [`Metric`] (or
+    /// [`RougeType`](crate::rouge::RougeType)).
     #[error("unknown metric {0:?}")]
     UnknownMetric(String),
+    /// BLEU was given no reference streams.
+    #[error("no reference streams")]
+    NoReferences,
+    /// A BLEU reference stream does not have one segment per hypothesis.
+    #[error("reference stream {stream} has {references} segments for {hypotheses} hypotheses")]
+    ReferenceStreamLength {
+        /// Position of the stream among the reference streams.
+        stream: usize,
+        /// Number of hypotheses.
+        hypotheses: usize,
+        /// Number of segments in that stream.
+        references: usize,
+    },
+    /// A BLEU smoothing value is negative, infinite or NaN.
+    #[error("{method} smoothing value {value} is not finite and non-negative")]
+    InvalidSmoothing {
+        /// The smoothing method (`floor` or `add-k`).
+        method: &'static str,
+        /// The offending value, as Rust displays it.
+        value: String,
+    },
 }
 
 /// Result alias for this crate.
@@ -125,6 +147,22 @@ mod tests {
             (
                 MetricsError::UnknownMetric("bleu".into()),
                 "unknown metric \"bleu\"",
+            ),
+            (MetricsError::NoReferences, "no reference streams"),
+            (
+                MetricsError::ReferenceStreamLength {
+                    stream: 1,
+                    hypotheses: 5,
+                    references: 4,
+                },
+                "reference stream 1 has 4 segments for 5 hypotheses",
+            ),
+            (
+                MetricsError::InvalidSmoothing {
+                    method: "floor",
+                    value: "-1".into(),
+                },
+                "floor smoothing value -1 is not finite and non-negative",
             ),
         ];
         for (err, want) in cases {
