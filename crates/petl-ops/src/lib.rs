@@ -25,6 +25,7 @@
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
 //! | [`low_rank`] | LoRA's `x·Aᵀ·Bᵀ` as one op |
 //! | [`cross_entropy`], [`mse`] | mean losses |
+//! | [`token_cross_entropy`] | per-token language-modelling loss with label smoothing |
 //! | [`rms_norm`] | RMSNorm over the last dimension |
 //! | [`reuse_freed_memory`] | allocator settings for training-sized buffers |
 //!
@@ -48,6 +49,7 @@ mod low_rank;
 mod norm;
 mod scores;
 mod softmax;
+mod token_loss;
 
 pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
@@ -58,3 +60,4 @@ pub use low_rank::low_rank;
 pub use norm::{layer_norm, rms_norm};
 pub use scores::scale_add_mask;
 pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};
+pub use token_loss::token_cross_entropy;

@@ -83,7 +83,7 @@ fn softmax_rows_body(xs: &[f32], ys: &mut [f32], d: usize) {
 /// The largest element, with eight independent running maxima: a single `fold` is a serial
 /// dependency chain the compiler cannot vectorise (f32 max is not associative under NaN).
 #[inline(always)]
-fn lane_max(row: &[f32]) -> f32 {
+pub(crate) fn lane_max(row: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = row.chunks_exact(8);
     let tail = chunks.remainder();

@@ -12,7 +12,8 @@
 //! in Hugging Face's layout, so PyTorch loads the very same weights.
 
 use crate::session::TaskModel;
-use crate::trainer::{optimizer_step, Optimizers, StepSettings};
+use crate::step::{Optimizers, StepSettings};
+use crate::trainer::classification_step;
 use crate::{Result, TrainConfig, TrainError};
 use candle_core::{Device, Tensor};
 use petl_data::{collate, Encoded, Label, TaskKind, TaskSpec};
@@ -405,7 +406,7 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
     );
     let tm = TaskModel::new(&model, &method, spec_task, Pooling::Cls, spec.seed)?;
     let defaults = TrainConfig::default();
-    let mut optims = Optimizers::new(&tm, defaults.adam(), spec.precision)?;
+    let mut optims = Optimizers::new(tm.trained(), defaults.adam(), spec.precision)?;
     let data = random_batch(spec.batch, spec.seq, model.config().vocab_size, spec.seed);
     let micro = [(0..data.len()).collect::<Vec<_>>()];
 
@@ -413,7 +414,7 @@ pub fn measure(spec: &BenchSpec) -> Result<BenchResult> {
     let (mut loss_first, mut loss_last) = (f64::NAN, f64::NAN);
     for step in 0..spec.warmup + spec.steps {
         let started = Instant::now();
-        let outcome = optimizer_step(
+        let outcome = classification_step(
             &tm,
             &data,
             &micro,

@@ -27,6 +27,7 @@ mod overrides;
 pub mod plot;
 mod schedule;
 mod session;
+mod step;
 pub mod sweep;
 mod trainer;
 

@@ -339,6 +339,14 @@ impl<'m> TaskModel<'m> {
         self.delta.method()
     }
 
+    /// The parameters and delta an optimizer step updates.
+    pub(crate) fn trained(&self) -> crate::step::Trained<'_> {
+        crate::step::Trained {
+            params: &self.store,
+            delta: &self.delta,
+        }
+    }
+
     /// The delta (the hooks the model runs with).
     pub fn delta(&self) -> &Delta {
         &self.delta

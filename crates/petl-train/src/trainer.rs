@@ -3,16 +3,16 @@
 use crate::checkpoint::{self, LoopState};
 use crate::config::{RunConfig, TaskSource};
 use crate::log::{read_log, JsonlLog, LogRecord};
-use crate::loss_scale::{LossScaler, ScaledStep};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::session::{EvalOutcome, TaskModel};
+use crate::step::{
+    add_gradient, add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
+};
 use crate::{plot, Result, TrainError};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use petl_data::{collate, plan_batches, BatchOrder, Dataset, Encoded, Split, TextEncoder};
 use petl_models::BaseModel;
-use petl_models::{EncoderModel, ForwardCtx, ModelDir, Precision};
-use petl_ops::DropoutRng;
+use petl_models::{EncoderModel, ForwardCtx, ModelDir};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         Some(dir) => start_from(&model, dir, cfg, &train_set.spec)?,
         None => TaskModel::new(&model, &cfg.method, train_set.spec.clone(), cfg.pooling, t.seed)?,
     };
-    let mut optims = Optimizers::new(&tm, t.adam(), t.precision)?;
+    let mut optims = Optimizers::new(tm.trained(), t.adam(), t.precision)?;
     let trainable = tm.params().num_elements();
     let base = model.num_base_params();
     // Head parameters that are new (not copies of base tensors) add to the model's size.
@@ -202,25 +202,19 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
             let micro = steps[state.step_in_epoch as usize];
             let started = Instant::now();
             let lr = t.schedule.lr_at(state.global_step, total_steps, warmup, t.lr);
+            let settings = StepSettings {
+                seed: t.seed,
+                step: state.global_step,
+                lr,
+                max_grad_norm: t.max_grad_norm,
+                checkpoint: t.checkpoint_activations,
+            };
             let StepOutcome {
                 loss,
-                examples: n_examples,
+                units: n_examples,
                 penalty,
                 grad_norm,
-            } = optimizer_step(
-                &tm,
-                &train_enc,
-                micro,
-                pad,
-                StepSettings {
-                    seed: t.seed,
-                    step: state.global_step,
-                    lr,
-                    max_grad_norm: t.max_grad_norm,
-                    checkpoint: t.checkpoint_activations,
-                },
-                &mut optims,
-            )?;
+            } = classification_step(&tm, &train_enc, micro, pad, settings, &mut optims)?;
             state.global_step += 1;
             state.step_in_epoch += 1;
             state.examples_seen += n_examples as u64;
@@ -384,171 +378,6 @@ fn start_from<'m>(
     Ok(tm)
 }
 
-/// The optimizers of a run. L0 gates learn with their own AdamW at a constant rate, without
-/// decay, as in Guo et al.'s code; everything else follows the run's schedule.
-pub(crate) struct Optimizers {
-    /// Every trainable parameter except the gates.
-    pub(crate) main: AdamW,
-    /// The L0 gates' log-alphas (empty for methods without gates).
-    pub(crate) gates: AdamW,
-    /// The gates' constant learning rate, when the method has gates.
-    gate_lr: Option<f64>,
-    /// Dynamic loss scaling, for f16 mixed precision.
-    scaler: Option<LossScaler>,
-}
-
-impl Optimizers {
-    pub(crate) fn new(tm: &TaskModel<'_>, adam: AdamWConfig, precision: Precision) -> Result<Self> {
-        let (gate_params, main_params): (Vec<_>, Vec<_>) = tm
-            .params()
-            .iter()
-            .partition(|(name, _)| tm.delta().is_gate_param(name));
-        Ok(Self {
-            main: AdamW::new(main_params, adam)?,
-            gates: AdamW::new(
-                gate_params,
-                AdamWConfig {
-                    weight_decay: 0.0,
-                    ..adam
-                },
-            )?,
-            gate_lr: gate_learning_rate(tm.method()),
-            scaler: precision.needs_loss_scaling().then(LossScaler::new),
-        })
-    }
-}
-
-/// What one optimizer step needs besides the model, the data and the optimizers.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StepSettings {
-    /// The run seed: with `step`, it fixes the dropout masks and gate noise of the step.
-    pub(crate) seed: u64,
-    /// Optimizer steps taken before this one.
-    pub(crate) step: u64,
-    /// Learning rate of the main optimizer.
-    pub(crate) lr: f64,
-    /// Gradient-norm clip (0 disables).
-    pub(crate) max_grad_norm: f64,
-    /// Activation checkpointing per block.
-    pub(crate) checkpoint: bool,
-}
-
-/// What one optimizer step reports.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StepOutcome {
-    /// Task loss, averaged over the step's examples.
-    pub(crate) loss: f64,
-    /// Examples in the step.
-    pub(crate) examples: usize,
-    /// The expected-L0 penalty and expected density, for gated diffs.
-    pub(crate) penalty: Option<(f64, f64)>,
-    /// Gradient norm of the main parameters before clipping.
-    pub(crate) grad_norm: f64,
-}
-
-/// One optimizer step over the micro-batches `micro` of `data`: forward in training mode,
-/// backward, the L0 penalty where the method has one, clipping and the AdamW updates. The
-/// training loop and `petl bench` both run exactly this.
-pub(crate) fn optimizer_step(
-    tm: &TaskModel<'_>,
-    data: &[Encoded],
-    micro: &[Vec<usize>],
-    pad: u32,
-    settings: StepSettings,
-    optims: &mut Optimizers,
-) -> Result<StepOutcome> {
-    let mut ctx = ForwardCtx::train(DropoutRng::for_step(settings.seed, settings.step));
-    let scale = optims.scaler.as_ref().map_or(1.0, LossScaler::scale);
-    let (loss, examples, mut grads) = accumulate(tm, data, micro, pad, scale, settings.checkpoint, &mut ctx)?;
-    if scale != 1.0 {
-        for g in grads.values_mut() {
-            *g = (&*g * (1.0 / scale))?;
-        }
-    }
-    let penalty = add_penalty(tm, &mut grads)?;
-    let total_loss = loss + penalty.as_ref().map_or(0.0, |p| p.0);
-    if !total_loss.is_finite() {
-        return Err(TrainError::NonFiniteLoss {
-            step: settings.step + 1,
-            loss: total_loss as f32,
-        });
-    }
-    let (mut gate_grads, mut grads): (BTreeMap<_, _>, BTreeMap<_, _>) = grads
-        .into_iter()
-        .partition(|(name, _)| tm.delta().is_gate_param(name));
-    let grad_norm = clip_grad_norm(&mut grads, settings.max_grad_norm)?;
-    if let Some(scaler) = optims.scaler.as_mut() {
-        if scaler.update(grad_norm) == ScaledStep::Skip {
-            // f16 gradients overflowed: no update this step, at half the loss scale next.
-            tracing::debug!(
-                "step {}: f16 gradients overflowed, skipped; loss scale now {}",
-                settings.step + 1,
-                scaler.scale()
-            );
-            return Ok(StepOutcome {
-                loss,
-                examples,
-                penalty,
-                grad_norm,
-            });
-        }
-    }
-    optims.main.step(&grads, settings.lr)?;
-    if let Some(gate_lr) = optims.gate_lr {
-        clip_grad_norm(&mut gate_grads, settings.max_grad_norm)?;
-        optims.gates.step(&gate_grads, gate_lr)?;
-    }
-    Ok(StepOutcome {
-        loss,
-        examples,
-        penalty,
-        grad_norm,
-    })
-}
-
-/// The constant learning rate of L0 gates, when the method has them.
-fn gate_learning_rate(method: &petl_methods::Method) -> Option<f64> {
-    method.deltas.iter().find_map(|d| match &d.form {
-        petl_methods::Form::Diff { l0: Some(g), .. } => Some(g.alpha_lr),
-        _ => None,
-    })
-}
-
-/// Adds the expected-L0 penalty's gradient to `grads`, once per optimizer step however many
-/// micro-batches it has; returns the penalty and the expected density.
-fn add_penalty(tm: &TaskModel<'_>, grads: &mut BTreeMap<String, Tensor>) -> Result<Option<(f64, f64)>> {
-    let Some(p) = tm.delta().penalty()? else {
-        return Ok(None);
-    };
-    let value = p.loss.to_scalar::<f32>()? as f64;
-    add_gradients(tm, &p.loss.backward()?, grads)?;
-    Ok(Some((value, p.expected_density)))
-}
-
-/// Adds the gradients `store` holds for `tm`'s parameters into `grads`.
-fn add_gradients(
-    tm: &TaskModel<'_>,
-    store: &candle_core::backprop::GradStore,
-    grads: &mut BTreeMap<String, Tensor>,
-) -> Result<()> {
-    for (name, var) in tm.params().iter() {
-        if let Some(g) = store.get(var) {
-            add_gradient(grads, name, g.clone())?;
-        }
-    }
-    Ok(())
-}
-
-/// Adds `g` into the gradient of `name` in `grads`.
-fn add_gradient(grads: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor) -> Result<()> {
-    let g = match grads.remove(name) {
-        Some(acc) => (acc + g)?,
-        None => g,
-    };
-    grads.insert(name.to_string(), g);
-    Ok(())
-}
-
 /// Whether an evaluation is due after `step` of `total`: every `every` steps and after the last,
 /// or, with `every == 0`, at the end of each epoch.
 fn eval_due(every: u64, step: u64, total: u64, end_of_epoch: bool) -> bool {
@@ -588,7 +417,7 @@ fn accumulate(
     loss_scale: f64,
     checkpoint: bool,
     ctx: &mut ForwardCtx,
-) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
+) -> Result<Accumulated> {
     let total: usize = micro.iter().map(Vec::len).sum();
     let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut loss_sum = 0f64;
@@ -611,9 +440,28 @@ fn accumulate(
         } else {
             (loss * loss_scale)?
         };
-        add_gradients(tm, &scaled.backward()?, &mut grads)?;
+        add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
     }
-    Ok((loss_sum, total, grads))
+    Ok(Accumulated {
+        loss: loss_sum,
+        units: total,
+        grads,
+    })
+}
+
+/// One optimizer step of classification training over the micro-batches `micro` of `data`.
+/// The training loop and `petl bench` both run exactly this.
+pub(crate) fn classification_step(
+    tm: &TaskModel<'_>,
+    data: &[Encoded],
+    micro: &[Vec<usize>],
+    pad: u32,
+    settings: StepSettings,
+    optims: &mut Optimizers,
+) -> Result<StepOutcome> {
+    optimizer_step(tm.trained(), settings, optims, |scale, ctx| {
+        accumulate(tm, data, micro, pad, scale, settings.checkpoint, ctx)
+    })
 }
 
 /// The encoded dev set of `cfg`'s task for `model`, and the padding id.
@@ -892,12 +740,17 @@ mod tests {
             false,
             &mut ForwardCtx::eval(),
         )?;
-        assert!((big.0 - small.0).abs() < 1e-5, "loss {} vs {}", big.0, small.0);
-        assert_eq!(big.1, small.1);
-        assert_eq!(big.2.len(), small.2.len());
-        for (name, g) in &big.2 {
+        assert!(
+            (big.loss - small.loss).abs() < 1e-5,
+            "loss {} vs {}",
+            big.loss,
+            small.loss
+        );
+        assert_eq!(big.units, small.units);
+        assert_eq!(big.grads.len(), small.grads.len());
+        for (name, g) in &big.grads {
             let d = g
-                .sub(&small.2[name])?
+                .sub(&small.grads[name])?
                 .abs()?
                 .flatten_all()?
                 .max(0)?
