@@ -24,8 +24,8 @@ logits are
 
 float32 additions, left to right, of two seeded tables (bigram [V+1, V, V] ~ 2.5·N(0,1), pos
 [P, V] ~ N(0,1) with a ramp on the eos tokens so hypotheses end at varied lengths) and a per-case
-vector that is zero except `eos_boost` on token 1 (the cases with a boost make beams finish early
-enough for the early-stopping rules to end the search before max_new_tokens). The tables are
+vector that is zero except on the case's eos tokens (the `early_*` cases boost them so beams finish
+early enough for the early-stopping rules to end the search before max_new_tokens). The tables are
 stored in the golden so the Rust test computes bit-identical logits.
 
 JSON conventions: float32 values are written as Python floats (exact), -inf as null.
@@ -219,12 +219,12 @@ def search_cases():
         return {"type": "beam", "num_beams": num_beams, "length_penalty": length_penalty,
                 "early_stopping": early_stopping, "num_return_sequences": num_return}
 
-    def early(name, num_beams, length_penalty, early_stopping, num_return, boost):
-        hf = dict(max_new_tokens=16, eos_token_id=[1], num_beams=num_beams, length_penalty=length_penalty,
+    def early(name, num_beams, length_penalty, early_stopping, num_return, boost, stops=(1,)):
+        hf = dict(max_new_tokens=16, eos_token_id=list(stops), num_beams=num_beams, length_penalty=length_penalty,
                   early_stopping=early_stopping, num_return_sequences=num_return)
-        petl = {"max_new_tokens": 16, "stop_tokens": [1],
+        petl = {"max_new_tokens": 16, "stop_tokens": list(stops),
                 "strategy": beam(num_beams, length_penalty, early_stopping, num_return)}
-        return (name, hf, petl, boost)
+        return (name, hf, petl, {t: boost for t in stops})
 
     return [
         early("early_heuristic", 3, 1.0, False, 3, 2.0),
@@ -233,7 +233,13 @@ def search_cases():
         early("early_never", 3, 1.0, "never", 3, 2.0),
         early("early_never_negative", 3, -0.5, "never", 2, 2.0),
         early("early_heuristic_negative", 4, -0.5, False, 1, 3.0),
-    ] + [(name, hf, petl, 0.0) for name, hf, petl in [
+        # These three separate rules the others leave untested: "never" with a positive length
+        # penalty estimates at max_new_tokens; only the first num_beams ranks may finish; two
+        # eos tokens keep 3·num_beams candidates.
+        early("early_never_length_penalty_2", 2, 2.0, "never", 2, 2.0),
+        early("early_when_full_weak_eos", 3, 1.0, True, 3, 1.0),
+        early("early_two_stop_tokens", 2, 2.0, "never", 2, 3.0, stops=(1, 2)),
+    ] + [(name, hf, petl, {}) for name, hf, petl in [
         ("greedy_plain", dict(max_new_tokens=10, eos_token_id=[1]),
          {"max_new_tokens": 10, "stop_tokens": [1]}),
         ("greedy_processors",
@@ -278,6 +284,8 @@ def prompts_for(name):
     g = torch.Generator().manual_seed(SEED + sum(map(ord, name)))
     if "forced" in name:
         lengths = (1, 1, 1)  # ForcedBOS acts when the sequence has length 1
+    elif name.startswith("early"):
+        lengths = (1, 2, 3, 4, 5, 3)
     else:
         lengths = (1, 3, 5)
     # prompts avoid the eos tokens 1 and 2
@@ -326,9 +334,10 @@ def main():
     for name, hf_kwargs, petl_config, boost in search_cases():
         prompts = prompts_for(name)
         model.boost.zero_()
-        model.boost[1] = boost
+        for token, value in boost.items():
+            model.boost[token] = value
         results = [run_search(model, p, hf_kwargs) for p in prompts]
-        cases.append({"name": name, "hf_kwargs": hf_kwargs, "config": petl_config, "eos_boost": boost,
+        cases.append({"name": name, "hf_kwargs": hf_kwargs, "config": petl_config, "boost": floats(model.boost),
                       "prompts": prompts, "results": results})
         for p, r in zip(prompts, results):
             print(f"{name:32s} prompt {p}: " + "; ".join(f"{x['tokens']} {x['score']}" for x in r))
