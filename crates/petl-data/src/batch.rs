@@ -9,7 +9,7 @@ use crate::tokenize::Encoded;
 
 /// Bucketed plans sort chunks of this many batches by length: large enough
 /// that neighbours have similar lengths, small enough to keep batches random.
-const BUCKET_BATCHES: usize = 50;
+pub(crate) const BUCKET_BATCHES: usize = 50;
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,13 +161,13 @@ fn to_batches(indices: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     indices.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
-fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
+pub(crate) fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Fisher–Yates drawing `u64`s, so the permutation does not depend on the
 /// platform's `usize` width.
-fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
     for i in (1..items.len()).rev() {
         let j = rng.random_range(0..=i as u64) as usize;
         items.swap(i, j);

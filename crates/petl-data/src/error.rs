@@ -139,6 +139,65 @@ pub enum DataError {
     #[error("cannot collate an empty batch")]
     EmptyBatch,
 
+    /// Two line-aligned files (parallel text) have different numbers of lines.
+    #[error(
+        "line counts differ: {} has {source_lines} lines but {} has {target_lines}",
+        .source_path.display(),
+        .target_path.display()
+    )]
+    LineCountMismatch {
+        /// The source-side file.
+        source_path: PathBuf,
+        /// Its number of lines (trailing blank lines not counted).
+        source_lines: usize,
+        /// The target-side file.
+        target_path: PathBuf,
+        /// Its number of lines (trailing blank lines not counted).
+        target_lines: usize,
+    },
+
+    /// A prompt template cannot be used.
+    #[error("bad prompt template {template:?}: {reason}")]
+    BadTemplate {
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The maximum length cannot hold a prompt template's own tokens plus
+    /// the tokens reserved for bos and the target.
+    #[error(
+        "max length {max_len} is too small: the prompt template alone has {template_tokens} tokens \
+         and {reserved} more are reserved (bos, target)"
+    )]
+    TemplateTooLong {
+        /// The requested maximum length.
+        max_len: usize,
+        /// Tokens of the template with an empty source.
+        template_tokens: usize,
+        /// Tokens reserved besides the template.
+        reserved: usize,
+    },
+
+    /// A dataset split point leaves one side empty.
+    #[error("cannot split {len} examples after the first {at}: both parts must be non-empty")]
+    BadSplit {
+        /// The requested size of the first part.
+        at: usize,
+        /// The number of examples.
+        len: usize,
+    },
+
+    /// A length or size setting is out of range.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        setting: &'static str,
+        /// The allowed range or the conflict.
+        reason: String,
+    },
+
     /// `collate` was given items with different label kinds.
     #[error("batch mixes label kinds: item 0 is {first}, item {index} is {other}")]
     MixedLabels {
