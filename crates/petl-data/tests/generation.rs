@@ -2,8 +2,8 @@
 //! truncation with the MiniLM WordPiece tokenizer and a byte-level BPE built
 //! here, seq2seq shift-right, and the token-budget planner.
 //!
-//! The real files are read from `$PETL_DATA_DIR` (default
-//! `/work/shared/data`; see its PROVENANCE.md) and the MiniLM tokenizer from
+//! The real files are read from `$PETL_SHARED_DATA` (default `../shared/data`
+//! beside the repository; see its PROVENANCE.md) and the MiniLM tokenizer from
 //! petl's model cache (`petl model fetch minilm`). Tests that need them fail,
 //! naming what is missing, rather than pass without checking.
 
@@ -24,12 +24,12 @@ use tokenizers::Tokenizer;
 // ---------------------------------------------------------------- fixtures
 
 fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("PETL_DATA_DIR")
+    let dir = std::env::var_os("PETL_SHARED_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     assert!(
         dir.join("xsum").is_dir() && dir.join("wmt16_en_ro").is_dir(),
-        "generation data not found under {} (set PETL_DATA_DIR to the folder holding xsum/ and wmt16_en_ro/)",
+        "generation data not found under {} (set PETL_SHARED_DATA to the folder holding xsum/ and wmt16_en_ro/)",
         dir.display()
     );
     dir
