@@ -47,6 +47,8 @@ pub enum Command {
     /// Datasets in petl's cache.
     #[command(subcommand)]
     Data(FetchCommand),
+    /// Generate text with a decoder model, optionally with a trained task artifact.
+    Generate(Box<GenerateArgs>),
     /// Training-step throughput and peak memory per method, optionally next to PyTorch's.
     Bench(BenchArgs),
     /// One petl measurement of `petl bench`, printed as one JSON line (run in a child process
@@ -294,6 +296,76 @@ pub struct TaskArgs {
     /// The table's label is a real number (regression), not a class.
     #[arg(long)]
     pub regression: bool,
+    #[command(flatten)]
+    pub generation: GenTaskArgs,
+}
+
+/// Generation tasks: `--task xsum --data-file F`, `--task wmt16-en-ro --data-dir D`, or
+/// `--prompt-file F` (JSONL prompt/response).
+#[derive(Debug, Args, Default, Clone)]
+pub struct GenTaskArgs {
+    /// XSum-style JSONL (`document`/`summary`) for `--task xsum`.
+    #[arg(long)]
+    pub data_file: Option<PathBuf>,
+    /// JSONL prompt/response records: a generation task named by --task (default: the
+    /// file's stem).
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// The prompt field of --prompt-file.
+    #[arg(long, default_value = "prompt")]
+    pub source_field: String,
+    /// The response field of --prompt-file.
+    #[arg(long, default_value = "response")]
+    pub target_field: String,
+    /// WMT16 file stem in --data-dir (`newstest2016`, or `flores101.devtest`).
+    #[arg(long, default_value = "newstest2016")]
+    pub wmt_stem: String,
+    /// Prompt template with one `{source}` [default: the task kind's].
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Wrap prompts as a ChatML user turn (instruct models such as SmolLM2-Instruct).
+    #[arg(long)]
+    pub chat: bool,
+    /// Longest target in tokens, end token included.
+    #[arg(long, default_value_t = 64)]
+    pub max_target_len: usize,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// How text is decoded.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DecodeArgs {
+    /// Most tokens to generate [default: --max-target-len for tasks, 64 for `petl generate`].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Fewest tokens to generate before an end token may stop.
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: usize,
+    /// Beam search with this many beams (1: greedy unless --temperature is given).
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
+    /// Beam search length penalty (score / length^penalty).
+    #[arg(long, default_value_t = 1.0)]
+    pub length_penalty: f64,
+    /// Sample with this temperature instead of decoding greedily.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Sampling: keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    /// Sampling: keep the smallest set of tokens with this much probability.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Never repeat an n-gram of this size (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub no_repeat_ngram: usize,
+    /// Penalise tokens already in the sequence (1: off; Hugging Face's repetition_penalty).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +404,9 @@ pub struct TrainArgs {
     /// Stop after N optimizer steps in this process (for testing resume).
     #[arg(long, hide = true)]
     pub stop_after: Option<u64>,
+    /// Generation tasks: evaluate the frozen base first (the score before tuning).
+    #[arg(long)]
+    pub eval_base: bool,
     #[command(flatten)]
     pub hyper: HyperArgs,
     /// Set any configuration field, after --config and the other flags (repeatable, applied in
@@ -423,6 +498,13 @@ pub struct HyperArgs {
     /// Recompute each block in the backward instead of keeping its activations.
     #[arg(long)]
     pub checkpoint_activations: bool,
+    /// Generation tasks: label smoothing of the token loss.
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Generation tasks: micro-batches of at most this many padded tokens (instead of
+    /// --batch-size examples); the loss averages over each step's target tokens.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -642,4 +724,27 @@ pub struct ServeArgs {
     /// HTTP worker threads (the model runs on its own thread).
     #[arg(long, default_value_t = 2)]
     pub http_threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A decoder: a Hugging Face directory, a GGUF file, or a catalog name (`smollm2`).
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
+    /// A generation artifact trained on this model (a run directory or its artifact/).
+    #[arg(long)]
+    pub artifact: Option<PathBuf>,
+    /// The prompt; without it, one prompt per line of stdin.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Wrap the prompt as a ChatML user turn (instruct models).
+    #[arg(long)]
+    pub chat: bool,
+    /// Print the token ids too.
+    #[arg(long)]
+    pub ids: bool,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }

@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => crate::serve::run(*a),
         Command::Model(c) => fetch_command(c, AssetKind::Model, quiet),
         Command::Data(c) => fetch_command(c, AssetKind::Dataset, quiet),
+        Command::Generate(a) => crate::generate::generate(*a, quiet),
         Command::Bench(a) => crate::bench::bench(a, quiet),
         Command::BenchOne(a) => crate::bench::bench_one(a),
     }
@@ -83,6 +84,10 @@ fn catalog_names(kind: AssetKind) -> String {
 }
 
 pub(crate) fn task_source(a: &TaskArgs) -> Result<TaskSource> {
+    if let Some(task) = crate::generate::gen_task_source(a)? {
+        return Ok(task);
+    }
+    crate::generate::refuse_generation_flags(&a.generation)?;
     if let Some(train) = &a.train_file {
         let kind = if a.regression {
             TableKind::Regression
@@ -146,6 +151,12 @@ fn apply_overrides(t: &mut TrainConfig, h: &HyperArgs) {
         checkpoint_every,
         precision
     );
+    if h.label_smoothing.is_some() {
+        t.label_smoothing = h.label_smoothing.unwrap_or_default();
+    }
+    if h.max_tokens.is_some() {
+        t.max_tokens = h.max_tokens;
+    }
     if h.checkpoint_activations {
         t.checkpoint_activations = true;
     }
@@ -205,6 +216,11 @@ fn train(a: TrainArgs, quiet: bool) -> Result<()> {
         stop_after: a.stop_after,
         device: a.device.open()?,
     };
+    if let TaskSource::Generation(task) = &cfg.task {
+        let summary = petl::train::generation::train_generation(&cfg, task, &a.out, &opts, a.eval_base)?;
+        crate::generate::print_gen_summary(&summary, &a.out);
+        return Ok(());
+    }
     let summary = petl::train::train(&cfg, &a.out, &opts)?;
     print_summary(&summary, &a.out);
     Ok(())

@@ -5,6 +5,7 @@ mod bench;
 mod commands;
 mod design;
 mod diff;
+mod generate;
 mod peft;
 mod serve;
 mod sweep;

@@ -62,6 +62,8 @@ pub enum TaskSource {
         #[serde(default)]
         holdout: Option<usize>,
     },
+    /// A text-generation task (summarization, translation, prompt → response).
+    Generation(Box<crate::generation::GenTask>),
 }
 
 impl TaskSource {
@@ -69,6 +71,7 @@ impl TaskSource {
     pub fn name(&self) -> &str {
         match self {
             Self::Glue { name, .. } | Self::Table { name, .. } => name,
+            Self::Generation(task) => &task.name,
         }
     }
 
@@ -90,7 +93,7 @@ impl TaskSource {
                         ),
                     })
             }
-            Self::Table { .. } => Ok(None),
+            Self::Table { .. } | Self::Generation(_) => Ok(None),
         }
     }
 }
@@ -145,6 +148,12 @@ pub struct TrainConfig {
     /// backward (activation checkpointing): less activation memory for one more forward.
     /// Default false.
     pub checkpoint_activations: bool,
+    /// Generation tasks: label smoothing ε of the token loss. Default 0.
+    pub label_smoothing: f64,
+    /// Generation tasks: fill micro-batches up to this many (padded) tokens instead of
+    /// `batch_size` examples; with `grad_accum`, the loss is averaged over the step's target
+    /// tokens. Default: batches of `batch_size` examples.
+    pub max_tokens: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -171,6 +180,8 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             precision: Precision::F32,
             checkpoint_activations: false,
+            label_smoothing: 0.0,
+            max_tokens: None,
         }
     }
 }
@@ -206,6 +217,12 @@ impl TrainConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("{} is not a positive number", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", format!("{} is not in [0, 1)", self.label_smoothing));
+        }
+        if self.max_tokens == Some(0) {
+            return bad("max_tokens", "must be at least 1".into());
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio", format!("{} is not in [0, 1)", self.warmup_ratio));

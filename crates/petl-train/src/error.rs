@@ -25,7 +25,13 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// A configuration value is out of range or inconsistent.
+    /// Decoding failed (a model error during generation, or a bad generation setting).
+    #[error("generation failed: {0}")]
+    Generation(String),
+    /// A GGUF model file could not be read.
+    #[error(transparent)]
+    Gguf(#[from] petl_models::gguf::GgufError),
+    /// A configuration field is out of range or inconsistent.
     #[error("invalid configuration: `{field}` {reason}")]
     Config {
         /// The offending field.

@@ -7,6 +7,8 @@
 //! - [`TaskModel`]: a base model with one task's delta and head, for evaluation and prediction
 //!   from a saved artifact.
 //! - [`apply_overrides`]: `PATH=VALUE` assignments into a configuration (`petl train --set`).
+//! - [`generation`]: text-generation tasks (summarization, translation, prompt → response) on
+//!   decoder models: token-weighted LM loss, decoding, ROUGE/BLEU evaluation.
 //! - [`bench`]: training-step throughput and peak memory of one method (`petl bench`).
 //! - [`sweep`]: a grid of runs over one base configuration, resumable, with results tables and
 //!   a budget-versus-metric plot (`petl sweep`).
@@ -19,6 +21,7 @@ pub mod bench;
 mod checkpoint;
 mod config;
 pub mod diff_pipeline;
+pub mod generation;
 mod error;
 mod log;
 mod loss_scale;

@@ -99,6 +99,15 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         cfg.train.validate()?;
         return crate::diff_pipeline::run(cfg, run_dir, opts, &projection.clone());
     }
+    if let TaskSource::Generation(task) = &cfg.task {
+        return Err(TrainError::Config {
+            field: "task",
+            reason: format!(
+                "{} is a generation task; it trains with `generation::train_generation`",
+                task.name
+            ),
+        });
+    }
     let wall = Instant::now();
     let t = &cfg.train;
     t.validate()?;
@@ -520,6 +529,12 @@ fn read_datasets(task: &TaskSource, seed: u64) -> Result<(Dataset, Dataset)> {
                 }
             }
         }
+        TaskSource::Generation(task) => {
+            return Err(TrainError::Config {
+                field: "task",
+                reason: format!("{} is a generation task, not a classification table", task.name),
+            })
+        }
     })
 }
 
@@ -586,7 +601,7 @@ pub(crate) fn prepare_run_dir(cfg: &RunConfig, run_dir: &Path, resume: bool) -> 
     Ok(())
 }
 
-fn progress_bar(enabled: bool, total: u64, at: u64) -> ProgressBar {
+pub(crate) fn progress_bar(enabled: bool, total: u64, at: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(total),
         if enabled {
@@ -604,7 +619,7 @@ fn progress_bar(enabled: bool, total: u64, at: u64) -> ProgressBar {
     bar
 }
 
-fn format_scores(scores: &petl_metrics::Scores) -> String {
+pub(crate) fn format_scores(scores: &petl_metrics::Scores) -> String {
     scores
         .0
         .iter()
@@ -613,7 +628,7 @@ fn format_scores(scores: &petl_metrics::Scores) -> String {
         .join(", ")
 }
 
-fn write_plot(run_dir: &Path, log_path: &Path, headline: &str) -> Result<PathBuf> {
+pub(crate) fn write_plot(run_dir: &Path, log_path: &Path, headline: &str) -> Result<PathBuf> {
     let records = read_log(log_path)?;
     let loss: Vec<(f64, f64)> = records
         .iter()

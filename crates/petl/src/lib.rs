@@ -17,6 +17,7 @@
 
 pub use petl_artifact as artifact;
 pub use petl_data as data;
+pub use petl_generate as generate;
 pub use petl_hub as hub;
 pub use petl_methods as methods;
 pub use petl_metrics as metrics;

@@ -1,0 +1,347 @@
+//! The training loop of a generation task: token-weighted language-modelling loss on the
+//! targets, evaluation by decoding, the best state kept as an artifact.
+
+use super::base::GenBase;
+use super::eval::{evaluate_generation, GenEvalOutcome, GenPrediction};
+use super::model::GenTaskModel;
+use super::task::GenTask;
+use crate::log::{JsonlLog, LogRecord};
+use crate::step::{add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings};
+use crate::trainer::{format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
+use crate::{Result, RunConfig, TrainError};
+use candle_core::Tensor;
+use petl_data::{collate_causal, plan_batches, plan_token_batches, BatchOrder, CausalEncoded, CausalLmEncoder, CausalLmSpec};
+use petl_models::BaseModel;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// What a generation run reports (`metrics.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GenRunSummary {
+    /// Task name.
+    pub task: String,
+    /// Method name.
+    pub method: String,
+    /// Where the base came from.
+    pub model: String,
+    /// Scalar parameters trained.
+    pub trainable_params: usize,
+    /// Scalar parameters of the base.
+    pub base_params: usize,
+    /// `trainable_params` as a percentage of `base_params`.
+    pub trainable_percent: f64,
+    /// The frozen base's scores on the evaluation set, when `eval_base` asked for them.
+    pub base_eval: Option<BTreeMap<String, f64>>,
+    /// The best evaluation's scores.
+    pub dev: BTreeMap<String, f64>,
+    /// Its headline (ROUGE-2 or BLEU).
+    pub dev_headline: f64,
+    /// The headline's name.
+    pub headline_metric: String,
+    /// The step of the best evaluation.
+    pub best_step: u64,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Training examples and target tokens per epoch.
+    pub train_examples: usize,
+    /// Target tokens per epoch (what the loss averages over).
+    pub train_target_tokens: usize,
+    /// Evaluation examples.
+    pub dev_examples: usize,
+    /// Training throughput.
+    pub train_examples_per_s: f64,
+    /// Generation throughput of the last evaluation.
+    pub eval_tokens_per_s: f64,
+    /// Seconds in the optimizer steps.
+    pub train_seconds: f64,
+    /// Seconds in the whole run, loading and evaluation included.
+    pub wall_seconds: f64,
+}
+
+/// Trains `cfg.method` on the generation task `task`; writes `config.toml`, `log.jsonl`,
+/// `metrics.json`, `training.svg`, `predictions.jsonl` (the best evaluation's outputs) and
+/// `artifact/`. With `eval_base`, the frozen base is evaluated first (the "before" number).
+pub fn train_generation(
+    cfg: &RunConfig,
+    task: &GenTask,
+    run_dir: &Path,
+    opts: &TrainOptions,
+    eval_base: bool,
+) -> Result<GenRunSummary> {
+    let wall = Instant::now();
+    let t = &cfg.train;
+    t.validate()?;
+    if opts.resume {
+        return Err(TrainError::Resume {
+            path: run_dir.to_path_buf(),
+            reason: "generation runs do not write resumable checkpoints yet; start a new run".into(),
+        });
+    }
+    if t.checkpoint_activations {
+        return Err(TrainError::Config {
+            field: "train.checkpoint_activations",
+            reason: "is implemented for encoders only".into(),
+        });
+    }
+    prepare_run_dir(cfg, run_dir, false)?;
+    let base = GenBase::load(&cfg.model, &opts.device, t.precision)?;
+    let (mut train_set, mut dev_set) = task.split()?;
+    if let Some(n) = t.train_rows {
+        train_set.truncate(n);
+    }
+    if let Some(n) = t.eval_rows {
+        dev_set.truncate(n);
+    }
+    let encoder = causal_encoder(&base, task, &train_set.kind, t.max_len)?;
+    let train_enc = encoder.encode_all(&train_set.examples)?;
+    let metric = task.metric(&train_set.kind);
+    let generation = task.generation(&base.special().eos);
+    let max_prompt = t.max_len.min(base.max_positions()) - generation.max_new_tokens.min(t.max_len / 2);
+    let target_tokens: usize = train_enc.iter().map(CausalEncoded::loss_tokens).sum();
+    tracing::info!(
+        "{}: {} training examples ({} target tokens), {} evaluation examples",
+        task.name,
+        train_enc.len(),
+        target_tokens,
+        dev_set.len()
+    );
+
+    let task_json = serde_json::json!({"kind": "generation", "task": task});
+    let tm = match &cfg.init {
+        Some(dir) => GenTaskModel::from_artifact(&base, dir)?,
+        None => GenTaskModel::new(&base, &cfg.method, task_json.clone(), t.seed)?,
+    };
+    let trainable = tm.params().num_elements();
+    let base_params = base.num_base_params();
+    tracing::info!(
+        "method {}: {trainable} trainable parameters, {:.4}% of the base's {base_params}",
+        cfg.method.name,
+        100.0 * trainable as f64 / base_params as f64
+    );
+    let mut optims = Optimizers::new(tm.trained(), t.adam(), t.precision)?;
+    let log_path = run_dir.join("log.jsonl");
+    let mut log = JsonlLog::open(&log_path, None)?;
+
+    let evaluate = |tm: &GenTaskModel<'_>, what: &str| -> Result<GenEvalOutcome> {
+        let bar = progress_bar(opts.progress, dev_set.len() as u64, 0);
+        bar.set_message(what.to_string());
+        let out = evaluate_generation(
+            tm,
+            &encoder,
+            &dev_set.examples,
+            metric,
+            &generation,
+            t.eval_batch_size,
+            max_prompt,
+            &bar,
+        );
+        bar.finish_and_clear();
+        out
+    };
+    let base_eval = if eval_base {
+        let frozen = GenTaskModel::frozen(&base, task_json.clone())?;
+        let outcome = evaluate(&frozen, "evaluating the frozen base")?;
+        eprintln!("frozen base: {}", format_scores(&outcome.scores));
+        write_predictions(&run_dir.join("predictions-base.jsonl"), &outcome.predictions)?;
+        log.write(&LogRecord::Eval {
+            step: 0,
+            epoch: 0,
+            metrics: outcome.scores.clone(),
+            headline: Some(outcome.headline),
+            best: false,
+            examples_per_s: outcome.examples_per_s,
+        })?;
+        Some(outcome.scores.0)
+    } else {
+        None
+    };
+
+    let lengths: Vec<usize> = train_enc.iter().map(CausalEncoded::len).collect();
+    let plan = |epoch: u64| -> Vec<Vec<usize>> {
+        let order = BatchOrder::Bucketed { seed: t.seed, epoch };
+        match t.max_tokens {
+            Some(budget) => plan_token_batches(&lengths, budget, order),
+            None => plan_batches(&lengths, t.batch_size, order),
+        }
+    };
+    let plans: Vec<Vec<Vec<usize>>> = (0..t.epochs).map(plan).collect();
+    let total_steps: u64 = plans.iter().map(|p| p.len().div_ceil(t.grad_accum) as u64).sum();
+    let warmup = (t.warmup_ratio * total_steps as f64).ceil() as u64;
+
+    let bar = progress_bar(opts.progress, total_steps, 0);
+    let (mut step, mut examples_seen, mut train_seconds) = (0u64, 0usize, 0f64);
+    let mut pending = (0f64, 0usize);
+    let mut best: Option<(f64, u64, GenEvalOutcome)> = None;
+    for (epoch, batches) in plans.iter().enumerate() {
+        let steps: Vec<&[Vec<usize>]> = batches.chunks(t.grad_accum).collect();
+        let last_in_epoch = steps.len();
+        for (k, micro) in steps.into_iter().enumerate() {
+            let started = Instant::now();
+            let lr = t.schedule.lr_at(step, total_steps, warmup, t.lr);
+            let settings = StepSettings {
+                seed: t.seed,
+                step,
+                lr,
+                max_grad_norm: t.max_grad_norm,
+                checkpoint: false,
+            };
+            let StepOutcome { loss, grad_norm, .. } = optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
+                token_weighted_passes(&tm, &train_enc, micro, base.special().pad, t.label_smoothing, scale, ctx)
+            })?;
+            step += 1;
+            examples_seen += micro.iter().map(Vec::len).sum::<usize>();
+            train_seconds += started.elapsed().as_secs_f64();
+            pending = (pending.0 + loss, pending.1 + 1);
+            bar.set_position(step);
+            bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
+            if step % t.log_every.max(1) == 0 || step == total_steps {
+                log.write(&LogRecord::Train {
+                    step,
+                    epoch: epoch as u64,
+                    loss: pending.0 / pending.1.max(1) as f64,
+                    lr,
+                    grad_norm,
+                    examples_per_s: examples_seen as f64 / train_seconds.max(1e-9),
+                    elapsed_s: Some(wall.elapsed().as_secs_f64()),
+                    penalty: None,
+                    expected_density: None,
+                })?;
+                pending = (0.0, 0);
+            }
+            let end_of_epoch = k + 1 == last_in_epoch;
+            let due = if t.eval_every == 0 {
+                end_of_epoch
+            } else {
+                step % t.eval_every == 0 || step == total_steps
+            };
+            if due {
+                let outcome = evaluate(&tm, &format!("evaluating at step {step}"))?;
+                let improved = best.as_ref().is_none_or(|(h, _, _)| outcome.headline > *h);
+                bar.println(format!(
+                    "step {step}/{total_steps}: dev {}{}",
+                    format_scores(&outcome.scores),
+                    if improved { " (best)" } else { "" }
+                ));
+                log.write(&LogRecord::Eval {
+                    step,
+                    epoch: epoch as u64,
+                    metrics: outcome.scores.clone(),
+                    headline: Some(outcome.headline),
+                    best: improved,
+                    examples_per_s: outcome.examples_per_s,
+                })?;
+                if improved {
+                    tm.save_artifact(&run_dir.join("artifact"))?;
+                    write_predictions(&run_dir.join("predictions.jsonl"), &outcome.predictions)?;
+                    best = Some((outcome.headline, step, outcome));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let (dev_headline, best_step, outcome) = best.ok_or_else(|| TrainError::Config {
+        field: "train",
+        reason: "the run took no optimizer step".into(),
+    })?;
+    let summary = GenRunSummary {
+        task: task.name.clone(),
+        method: cfg.method.name.clone(),
+        model: cfg.model.display().to_string(),
+        trainable_params: trainable,
+        base_params,
+        trainable_percent: 100.0 * trainable as f64 / base_params as f64,
+        base_eval,
+        dev: outcome.scores.0.clone(),
+        dev_headline,
+        headline_metric: metric.headline_name().into(),
+        best_step,
+        steps: step,
+        train_examples: train_enc.len(),
+        train_target_tokens: target_tokens,
+        dev_examples: dev_set.len(),
+        train_examples_per_s: examples_seen as f64 / train_seconds.max(1e-9),
+        eval_tokens_per_s: outcome.tokens_per_s,
+        train_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+    };
+    petl_artifact::write_json_atomic(&run_dir.join("metrics.json"), &summary)?;
+    write_plot(run_dir, &log_path, metric.headline_name())?;
+    Ok(summary)
+}
+
+/// The causal-LM encoder of `task` for `base`: the task's template (ChatML-wrapped for chat
+/// models), the target ended by the turn's end token in chat mode and by eos otherwise.
+pub(crate) fn causal_encoder(
+    base: &GenBase,
+    task: &GenTask,
+    kind: &petl_data::GenKind,
+    max_len: usize,
+) -> Result<CausalLmEncoder> {
+    let special = base.special();
+    let turn_end = base.tokenizer().token_to_id("<|im_end|>");
+    let eos = match (task.chat, turn_end) {
+        (true, Some(id)) => id,
+        _ => *special.eos.first().ok_or_else(|| TrainError::Config {
+            field: "model",
+            reason: "the model names no end-of-sequence token".into(),
+        })?,
+    };
+    let mut spec = CausalLmSpec::new(
+        task.template(kind)?,
+        eos,
+        max_len.min(base.max_positions()),
+        task.max_target_len,
+    );
+    if !task.chat {
+        spec.bos_id = special.bos;
+    }
+    Ok(CausalLmEncoder::new(base.tokenizer().clone(), spec)?)
+}
+
+/// Forward and backward over the micro-batches of one step, each micro-batch's summed token
+/// loss divided by the step's total target tokens: the gradient of the mean loss per target
+/// token, however the tokens fall into micro-batches (gradient accumulation by tokens).
+fn token_weighted_passes(
+    tm: &GenTaskModel<'_>,
+    data: &[CausalEncoded],
+    micro: &[Vec<usize>],
+    pad: u32,
+    label_smoothing: f64,
+    loss_scale: f64,
+    ctx: &mut petl_models::ForwardCtx,
+) -> Result<Accumulated> {
+    let total: usize = micro.iter().flatten().map(|&i| data[i].loss_tokens()).sum();
+    let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut loss_sum = 0f64;
+    for indices in micro {
+        let items: Vec<&CausalEncoded> = indices.iter().map(|&i| &data[i]).collect();
+        let batch = collate_causal(&items, pad)?;
+        let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
+        let loss = (sum / total.max(1) as f64)?;
+        loss_sum += loss.to_scalar::<f32>()? as f64;
+        let scaled = if loss_scale == 1.0 { loss } else { (loss * loss_scale)? };
+        add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
+    }
+    Ok(Accumulated {
+        loss: loss_sum,
+        units: total,
+        grads,
+    })
+}
+
+/// Writes one JSON line per prediction, atomically.
+pub(crate) fn write_predictions(path: &Path, predictions: &[GenPrediction]) -> Result<()> {
+    let mut text = String::new();
+    for p in predictions {
+        let line = serde_json::to_string(p).map_err(|e| TrainError::Config {
+            field: "predictions",
+            reason: e.to_string(),
+        })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    petl_artifact::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
