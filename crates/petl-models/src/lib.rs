@@ -7,6 +7,8 @@
 //! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
 //! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
 //! - [`device::parse`] turns `cpu`, `cuda` or `cuda:N` into the device a model loads on.
+//! - [`gguf`] reads llama.cpp GGUF files of Llama-family decoders as Hugging Face checkpoints
+//!   (dequantized f32 tensors under HF names, `config.json`, tokenizer, export to a HF directory).
 //!
 //! Base weights are plain tensors and are never written: every delta, including full
 //! fine-tuning, acts through the hooks.
@@ -18,6 +20,7 @@ mod config;
 pub mod device;
 mod encoder;
 mod error;
+pub mod gguf;
 mod head;
 mod hooks;
 mod model_dir;
