@@ -6,7 +6,7 @@
 //! then thrown away; He et al.'s budgets count stored parameters.
 
 use crate::spec::{AdapterNorm, Composition, DeltaSpec, Form, Insertion, Method, Scale, Site};
-use petl_models::ModelShape;
+use petl_models::{ModelShape, Proj};
 
 /// Parameter counts of one delta or a whole method.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -115,25 +115,20 @@ impl DeltaSpec {
                 let Site::Weights(projs) = &self.site else {
                     return ParamCount::default();
                 };
-                let per_block: usize = projs
-                    .iter()
-                    .map(|p| {
-                        let (i, o) = shape.proj_dims(*p);
-                        if scale_input.contains(p) {
-                            i
-                        } else {
-                            o
-                        }
-                    })
-                    .sum();
-                ParamCount::same(per_block * slots.blocks)
+                let n = self.over_weights(shape, projs, |p| {
+                    let (i, o) = shape.proj_dims(p);
+                    if scale_input.contains(&p) {
+                        i
+                    } else {
+                        o
+                    }
+                });
+                ParamCount::same(n)
             }
             Form::Bottleneck { .. } | Form::LowRank { .. } => {
                 let n = match &self.site {
                     Site::Weights(projs) => {
-                        let per_block: usize =
-                            projs.iter().map(|p| self.net_params(shape.proj_dims(*p))).sum();
-                        per_block * slots.blocks
+                        self.over_weights(shape, projs, |p| self.net_params(shape.proj_dims(p)))
                     }
                     Site::Attention => self.net_params((d, d)) * attention,
                     _ => self.net_params((d, d)) * slots.ffn,
@@ -158,6 +153,16 @@ impl DeltaSpec {
                 }
             }
         }
+    }
+
+    /// `per_proj` summed over every projection a weights-site delta naming `projs` acts on in
+    /// the selected blocks (cross-attention counterparts included, as [`crate::Delta`] builds).
+    fn over_weights(&self, shape: &ModelShape, projs: &[Proj], per_proj: impl Fn(Proj) -> usize) -> usize {
+        (0..shape.num_blocks())
+            .filter(|&l| self.layers.contains(l))
+            .flat_map(|l| crate::delta::weights_at(shape, l, projs))
+            .map(per_proj)
+            .sum()
     }
 
     /// Parameters of one bottleneck or low-rank network between widths `(input, output)`.

@@ -3,11 +3,14 @@
 use crate::diff::delta::{selected_params, DiffDelta};
 use crate::diff::{DenseDiff, Penalty};
 use crate::error::Result;
-use crate::prefix::{HeadsDelta, PrefixBank};
+use crate::prefix::{HeadsDelta, PrefixBank, PrefixBanks};
 use crate::site::{SiteDelta, Widths};
 use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
 use candle_core::{Tensor, Var};
-use petl_models::{BaseModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
+use petl_models::{
+    AttentionKind, BaseModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ModelShape, ParamStore, Proj,
+    Sublayer,
+};
 use petl_sparse::SparseDiff;
 use std::collections::BTreeMap;
 
@@ -23,8 +26,8 @@ pub struct Delta {
     inputs: BTreeMap<(usize, Proj), Vec<Var>>,
     linears: BTreeMap<(usize, Proj), Vec<SiteDelta>>,
     sublayers: BTreeMap<(usize, Sublayer), Vec<SiteDelta>>,
-    /// Prefixes concatenated to keys and values.
-    kv_banks: Vec<PrefixBank>,
+    /// Prefixes concatenated to keys and values, one set of banks per delta.
+    kv_banks: Vec<PrefixBanks>,
     heads: Vec<HeadsDelta>,
     /// A diff on base parameters (diff pruning).
     diff: Option<DiffDelta>,
@@ -74,20 +77,7 @@ impl Delta {
         let d = shape.hidden_size;
         let layers = spec.layers.select(shape.num_blocks());
         let dims = |p: Proj| shape.proj_dims(p);
-        // A projection a block lacks (a gate in a BERT block, cross-attention in an encoder
-        // block) is skipped there; validation made sure some block has each one named.
-        let projs_at = |l: usize, projs: &[Proj]| -> Vec<Proj> {
-            let mut out: Vec<Proj> = projs.iter().copied().filter(|&p| shape.has_proj(l, p)).collect();
-            // Self-attention roles act on cross-attention too, as peft's `q_proj` does on BART.
-            for &p in projs {
-                if let Some(c) = p.cross_counterpart() {
-                    if shape.has_proj(l, c) && !out.contains(&c) {
-                        out.push(c);
-                    }
-                }
-            }
-            out
-        };
+        let projs_at = |l: usize, projs: &[Proj]| weights_at(&shape, l, projs);
         match (&spec.form, &spec.site) {
             (Form::Diff { l0, .. }, _) => {
                 self.diff = Some(DiffDelta::dense(k, l0.as_ref(), &spec.layers, model, store)?);
@@ -148,15 +138,13 @@ impl Delta {
                 }
             }
             (Form::Bottleneck { .. } | Form::LowRank { .. }, site) => {
-                let (sublayer, label) = match site {
-                    Site::Attention => (Sublayer::Attention, "attention"),
-                    _ => (Sublayer::Ffn, "ffn"),
-                };
                 for &l in &layers {
-                    let prefix = format!("delta{k}.layer{l}.{label}");
-                    let widths = Widths { input: d, output: d };
-                    let sd = SiteDelta::network(spec, &prefix, widths, store)?;
-                    self.sublayers.entry((l, sublayer)).or_default().push(sd);
+                    for (sublayer, label) in sublayers_at(&shape, l, site) {
+                        let prefix = format!("delta{k}.layer{l}.{label}");
+                        let widths = Widths { input: d, output: d };
+                        let sd = SiteDelta::network(spec, &prefix, widths, store)?;
+                        self.sublayers.entry((l, sublayer)).or_default().push(sd);
+                    }
                 }
             }
             (
@@ -167,14 +155,14 @@ impl Delta {
                 },
                 _,
             ) => {
-                let bank = PrefixBank::create(k, spec, layers, d, shape.num_heads, store)?;
+                let banks = PrefixBanks::create(k, spec, &shape, &layers, store)?;
                 let concat = spec.composition == Composition::Gated
                     && *activation == PrefixActivation::Softmax
                     && !explicit_gate;
                 if concat {
-                    self.kv_banks.push(bank);
+                    self.kv_banks.push(banks);
                 } else {
-                    self.heads.push(HeadsDelta::create(spec, bank, store)?);
+                    self.heads.push(HeadsDelta::create(spec, banks, store)?);
                 }
             }
             (form, site) => unreachable!("validated: {} at {site}", form.kind()),
@@ -191,11 +179,12 @@ impl Delta {
     /// prefixes those generators produce now, under the names a flat prefix uses. Load it with
     /// [`Method::ejected`].
     pub fn stored_tensors(&self, store: &ParamStore) -> Result<BTreeMap<String, Tensor>> {
-        let banks = self
+        let generators: Vec<&PrefixBank> = self
             .kv_banks
             .iter()
-            .chain(self.heads.iter().map(HeadsDelta::bank));
-        let generators: Vec<&PrefixBank> = banks.filter(|b| b.is_reparameterised()).collect();
+            .chain(self.heads.iter().map(HeadsDelta::banks))
+            .flat_map(PrefixBanks::generators)
+            .collect();
         let mut out = BTreeMap::new();
         for (name, t) in store.to_tensors()? {
             let in_sparse_file = self.diff.as_ref().is_some_and(|d| d.is_sparse_param(&name));
@@ -383,8 +372,8 @@ impl Hooks for Delta {
     fn position_offset(&self) -> usize {
         self.kv_banks
             .iter()
-            .chain(self.heads.iter().map(HeadsDelta::bank))
-            .map(PrefixBank::position_shift)
+            .chain(self.heads.iter().map(HeadsDelta::banks))
+            .map(PrefixBanks::position_shift)
             .sum()
     }
 
@@ -422,13 +411,10 @@ impl Hooks for Delta {
         batch: usize,
         _ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Option<KvPrefix>> {
-        if sublayer != Sublayer::Attention {
-            return Ok(None);
-        }
         let mut keys = Vec::new();
         let mut values = Vec::new();
-        for bank in &self.kv_banks {
-            if let Some((k, v)) = bank.per_head(layer, batch).map_err(into_model)? {
+        for banks in &self.kv_banks {
+            if let Some((k, v)) = banks.per_head(layer, sublayer, batch).map_err(into_model)? {
                 keys.push(k);
                 values.push(v);
             }
@@ -449,9 +435,6 @@ impl Hooks for Delta {
         mut heads: Tensor,
         ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Tensor> {
-        if site.sublayer != Sublayer::Attention {
-            return Ok(heads);
-        }
         for hd in &self.heads {
             heads = hd.apply(layer, site, heads, ctx).map_err(into_model)?;
         }
@@ -472,6 +455,47 @@ impl Hooks for Delta {
             }
         }
         Ok(output)
+    }
+}
+
+/// The projections of block `layer` a weights-site delta naming `projs` acts on. A projection
+/// the block lacks (a gate in a BERT block, cross-attention in an encoder block) is skipped
+/// there (validation made sure some block has each one named); a self-attention role acts on
+/// cross-attention too, as peft's `q_proj` target does on BART.
+pub(crate) fn weights_at(shape: &ModelShape, layer: usize, projs: &[Proj]) -> Vec<Proj> {
+    let mut out: Vec<Proj> = projs
+        .iter()
+        .copied()
+        .filter(|&p| shape.has_proj(layer, p))
+        .collect();
+    for &p in projs {
+        if let Some(c) = p.cross_counterpart() {
+            if shape.has_proj(layer, c) && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The sub-layers of block `layer` an attention- or FFN-site delta acts on, with the name its
+/// parameters take: every attention of the block (an encoder-decoder's decoder blocks have
+/// self- and cross-attention, as in He et al.'s Table 9), or the FFN.
+pub(crate) fn sublayers_at(shape: &ModelShape, layer: usize, site: &Site) -> Vec<(Sublayer, &'static str)> {
+    match site {
+        Site::Attention => shape
+            .stack_of(layer)
+            .map(|s| {
+                s.attention
+                    .iter()
+                    .map(|kind| match kind {
+                        AttentionKind::SelfAttention => (Sublayer::Attention, "attention"),
+                        AttentionKind::CrossAttention => (Sublayer::CrossAttention, "cross_attention"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![(Sublayer::Ffn, "ffn")],
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::spec::{Composition, DeltaSpec, Form, InitScheme, PrefixActivation, Scale};
 use candle_core::{Tensor, Var};
-use petl_models::{ForwardCtx, HeadsSite, Init, ParamStore};
+use petl_models::{AttentionKind, ForwardCtx, HeadsSite, Init, ModelShape, ParamStore, Sublayer};
 use std::collections::BTreeMap;
 
 /// Where the prefix vectors come from.
@@ -22,22 +22,45 @@ enum Source {
     },
 }
 
-/// The prefix vectors of one delta for every layer it covers.
+/// Which attention a bank serves and what its parameters are called.
+#[derive(Debug, Clone)]
+struct BankSite {
+    /// [`Sublayer::Attention`] or [`Sublayer::CrossAttention`].
+    sublayer: Sublayer,
+    /// The generator's name inside the delta (`prefix_mlp`, or `encoder_prefix_mlp`, …).
+    generator: String,
+    /// The flat prefixes' name inside a layer (`prefix` or `cross_prefix`).
+    flat: &'static str,
+}
+
+/// The prefix vectors of one delta for every layer it covers in one kind of attention.
 #[derive(Debug, Clone)]
 pub(crate) struct PrefixBank {
     index: usize,
-    length: usize,
-    shift_positions: bool,
+    site: BankSite,
     layers: Vec<usize>,
     width: usize,
     num_heads: usize,
     source: Source,
 }
 
-/// How a bank acting at the per-head output combines with attention.
+/// One prefix delta's banks: one per kind of attention the model has, each with its own
+/// generator when reparameterised. On an encoder-decoder these are He et al.'s three prefix
+/// networks (`wte_enc` + `control_trans_enc` for encoder self-attention, `wte` +
+/// `control_trans` for decoder self-attention, `wte2` + `control_trans2` for cross-attention,
+/// `petl/petl_factory.py` at jxhe/unify-parameter-efficient-tuning@3222ce2); an encoder-only
+/// or decoder-only model has one.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixBanks {
+    index: usize,
+    shift: usize,
+    banks: Vec<PrefixBank>,
+}
+
+/// How banks acting at the per-head output combine with attention.
 #[derive(Debug, Clone)]
 pub(crate) struct HeadsDelta {
-    bank: PrefixBank,
+    banks: PrefixBanks,
     activation: PrefixActivation,
     combine: HeadsCombine,
 }
@@ -50,28 +73,126 @@ enum HeadsCombine {
     Learned(Var),
 }
 
-impl PrefixBank {
-    /// Creates the parameters of prefix delta number `index` over `layers`.
+impl PrefixBanks {
+    /// Creates the banks of prefix delta number `index` over the selected `layers` of a model
+    /// of `shape`: one per attention kind of each stack that has a selected layer, encoder
+    /// first, self-attention before cross-attention. A model with one kind of attention keeps
+    /// the plain names (`delta{k}.prefix_mlp.*`, `delta{k}.layer{l}.prefix.*`); otherwise each
+    /// generator is named after its attention (`encoder_prefix_mlp`, `decoder_prefix_mlp`,
+    /// `cross_prefix_mlp`) and cross-attention prefixes are `delta{k}.layer{l}.cross_prefix.*`.
     pub(crate) fn create(
         index: usize,
         spec: &DeltaSpec,
-        layers: Vec<usize>,
-        width: usize,
-        num_heads: usize,
+        shape: &ModelShape,
+        layers: &[usize],
         store: &mut ParamStore,
     ) -> Result<Self> {
         let Form::Prefix {
             length,
-            reparam,
             shift_positions,
             ..
         } = spec.form
         else {
             unreachable!("validated: a prefix bank needs a prefix form")
         };
+        let kinds: usize = shape.stacks.iter().map(|s| s.attention.len()).sum();
+        let mut banks = Vec::new();
+        let mut start = 0;
+        for stack in &shape.stacks {
+            let range = start..start + stack.layers;
+            start += stack.layers;
+            let selected: Vec<usize> = layers.iter().copied().filter(|l| range.contains(l)).collect();
+            if selected.is_empty() {
+                continue;
+            }
+            for kind in &stack.attention {
+                let (sublayer, generator, flat) = match kind {
+                    AttentionKind::SelfAttention => (
+                        Sublayer::Attention,
+                        format!("{}_prefix_mlp", stack.name),
+                        "prefix",
+                    ),
+                    AttentionKind::CrossAttention => (
+                        Sublayer::CrossAttention,
+                        "cross_prefix_mlp".into(),
+                        "cross_prefix",
+                    ),
+                };
+                // With one kind of attention the generator keeps the name it had before
+                // encoder-decoders, which saved runs and checkpoints use.
+                let generator = if kinds == 1 {
+                    "prefix_mlp".into()
+                } else {
+                    generator
+                };
+                let site = BankSite {
+                    sublayer,
+                    generator,
+                    flat,
+                };
+                let bank = PrefixBank::create(
+                    index,
+                    spec,
+                    site,
+                    selected.clone(),
+                    shape.hidden_size,
+                    shape.num_heads,
+                    store,
+                )?;
+                banks.push(bank);
+            }
+        }
+        Ok(Self {
+            index,
+            shift: if shift_positions { length } else { 0 },
+            banks,
+        })
+    }
+
+    /// Keys and values of `layer`'s attention `sublayer`, split per head and broadcast over
+    /// the batch, or `None` where no bank covers it.
+    pub(crate) fn per_head(
+        &self,
+        layer: usize,
+        sublayer: Sublayer,
+        batch: usize,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        for bank in self.banks.iter().filter(|b| b.site.sublayer == sublayer) {
+            if let Some(kv) = bank.per_head(layer, batch)? {
+                return Ok(Some(kv));
+            }
+        }
+        Ok(None)
+    }
+
+    /// How far this delta shifts the tokens' positions.
+    pub(crate) fn position_shift(&self) -> usize {
+        self.shift
+    }
+
+    /// The banks that train a generator (their stored form differs from their trained form).
+    pub(crate) fn generators(&self) -> impl Iterator<Item = &PrefixBank> {
+        self.banks.iter().filter(|b| b.is_reparameterised())
+    }
+}
+
+impl PrefixBank {
+    /// Creates the parameters of prefix delta number `index` over `layers` of one attention.
+    fn create(
+        index: usize,
+        spec: &DeltaSpec,
+        site: BankSite,
+        layers: Vec<usize>,
+        width: usize,
+        num_heads: usize,
+        store: &mut ParamStore,
+    ) -> Result<Self> {
+        let Form::Prefix { length, reparam, .. } = spec.form else {
+            unreachable!("validated: a prefix bank needs a prefix form")
+        };
         let source = match reparam {
             Some(h) => {
-                let name = |t: &str| format!("delta{index}.prefix_mlp.{t}");
+                let name = |t: &str| format!("delta{index}.{}.{t}", site.generator);
                 let rows = layers.len() * 2 * width;
                 // PyTorch's defaults for nn.Embedding and nn.Linear, as Li & Liang's and He et
                 // al.'s generators use them.
@@ -107,7 +228,7 @@ impl PrefixBank {
                 };
                 let mut per_layer = BTreeMap::new();
                 for &l in &layers {
-                    let [k, v] = flat_names(index, l);
+                    let [k, v] = flat_names(index, l, site.flat);
                     per_layer.insert(
                         l,
                         (
@@ -121,8 +242,7 @@ impl PrefixBank {
         };
         Ok(Self {
             index,
-            length,
-            shift_positions,
+            site,
             layers,
             width,
             num_heads,
@@ -163,7 +283,7 @@ impl PrefixBank {
 
     /// Keys and values of `layer` split per head and broadcast over the batch:
     /// `[batch, heads, length, head_dim]` each.
-    pub(crate) fn per_head(&self, layer: usize, batch: usize) -> Result<Option<(Tensor, Tensor)>> {
+    fn per_head(&self, layer: usize, batch: usize) -> Result<Option<(Tensor, Tensor)>> {
         let Some((k, v)) = self.keys_values(layer)? else {
             return Ok(None);
         };
@@ -179,15 +299,6 @@ impl PrefixBank {
         Ok(Some((split(k)?, split(v)?)))
     }
 
-    /// How far this bank shifts the tokens' positions.
-    pub(crate) fn position_shift(&self) -> usize {
-        if self.shift_positions {
-            self.length
-        } else {
-            0
-        }
-    }
-
     /// Whether this bank trains a generator (its stored form differs from its trained form).
     pub(crate) fn is_reparameterised(&self) -> bool {
         matches!(self.source, Source::Mlp { .. })
@@ -199,7 +310,7 @@ impl PrefixBank {
         let mut out = BTreeMap::new();
         for &l in &self.layers {
             if let Some((k, v)) = self.keys_values(l)? {
-                let [kn, vn] = flat_names(self.index, l);
+                let [kn, vn] = flat_names(self.index, l, self.site.flat);
                 out.insert(kn, k.detach().copy()?);
                 out.insert(vn, v.detach().copy()?);
             }
@@ -209,7 +320,7 @@ impl PrefixBank {
 
     /// The parameter-name prefix of the generator, whose tensors are not stored.
     pub(crate) fn generator_prefix(&self) -> String {
-        format!("delta{}.prefix_mlp.", self.index)
+        format!("delta{}.{}.", self.index, self.site.generator)
     }
 }
 
@@ -226,16 +337,16 @@ fn zero_value_rows((weight, bias): &(Var, Var), layers: usize, width: usize) -> 
     Ok(())
 }
 
-fn flat_names(index: usize, layer: usize) -> [String; 2] {
+fn flat_names(index: usize, layer: usize, flat: &str) -> [String; 2] {
     [
-        format!("delta{index}.layer{layer}.prefix.keys"),
-        format!("delta{index}.layer{layer}.prefix.values"),
+        format!("delta{index}.layer{layer}.{flat}.keys"),
+        format!("delta{index}.layer{layer}.{flat}.values"),
     ]
 }
 
 impl HeadsDelta {
-    /// A bank used explicitly at the per-head output.
-    pub(crate) fn create(spec: &DeltaSpec, bank: PrefixBank, store: &mut ParamStore) -> Result<Self> {
+    /// Banks used explicitly at the per-head output.
+    pub(crate) fn create(spec: &DeltaSpec, banks: PrefixBanks, store: &mut ParamStore) -> Result<Self> {
         let Form::Prefix { activation, .. } = spec.form else {
             unreachable!("validated: a heads delta needs a prefix form")
         };
@@ -244,24 +355,24 @@ impl HeadsDelta {
             Composition::Add => HeadsCombine::Add,
             Composition::Scaled(Scale::Fixed(s)) => HeadsCombine::Fixed(s),
             Composition::Scaled(Scale::Learned) => HeadsCombine::Learned(store.create(
-                &format!("delta{}.scale", bank.index),
+                &format!("delta{}.scale", banks.index),
                 &[1],
                 Init::Ones,
             )?),
         };
         Ok(Self {
-            bank,
+            banks,
             activation,
             combine,
         })
     }
 
-    /// The bank.
-    pub(crate) fn bank(&self) -> &PrefixBank {
-        &self.bank
+    /// The banks.
+    pub(crate) fn banks(&self) -> &PrefixBanks {
+        &self.banks
     }
 
-    /// The new per-head output of `layer`.
+    /// The new per-head output of `layer`'s attention `site.sublayer`.
     pub(crate) fn apply(
         &self,
         layer: usize,
@@ -270,7 +381,7 @@ impl HeadsDelta {
         _ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
         let (batch, _, _, head_dim) = site.query.dims4()?;
-        let Some((pk, pv)) = self.bank.per_head(layer, batch)? else {
+        let Some((pk, pv)) = self.banks.per_head(layer, site.sublayer, batch)? else {
             return Ok(heads);
         };
         // Scaled like the context logits: for softmax, so the gate below is exactly the share

@@ -55,3 +55,29 @@ fn glue_budgets_are_half_a_percent_of_roberta_base() {
         None
     );
 }
+
+/// Parameters of one prefix generator: `Embedding(l, d) → Linear(d, h) → tanh →
+/// Linear(h, n·2·d)` over `n` layers.
+fn generator(l: usize, d: usize, n: usize, h: usize) -> usize {
+    l * d + (h * d + h) + (n * 2 * d) * h + n * 2 * d
+}
+
+#[test]
+fn an_encoder_decoder_trains_one_prefix_generator_per_attention_kind() {
+    let bart = shape("bart-large.json");
+    let prefix = preset("prefix").unwrap().count(&bart);
+    // He et al.'s `wte_enc`, `wte` and `wte2` networks, 12 layers each, l = 200, mid_dim 800.
+    assert_eq!(prefix.trainable, 3 * generator(200, 1024, 12, 800));
+    assert_eq!(prefix.stored, 2 * 200 * 1024 * 36);
+    // On RoBERTa-base their code builds all three too (jxhe/unify-parameter-efficient-tuning
+    // issue #15): 46,783,200 trainable parameters, 16,000,160 without the two generators an
+    // encoder does not use. The difference is two of petl's generators for the GLUE MAM
+    // prefix (l = 16, mid_dim 800, 12 layers of width 768), which is all petl builds there.
+    let roberta = shape("roberta-base.json");
+    let mam = preset("mam-glue").unwrap().count(&roberta);
+    assert_eq!(
+        mam.trainable - mam.stored,
+        generator(16, 768, 12, 800) - 2 * 16 * 768 * 12
+    );
+    assert_eq!(46_783_200 - 16_000_160, 2 * generator(16, 768, 12, 800));
+}

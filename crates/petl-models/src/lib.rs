@@ -4,6 +4,8 @@
 //! - [`EncoderModel`] loads BERT-family weights (BERT, RoBERTa, XLM-R) and runs the forward pass,
 //!   calling a [`Hooks`] implementation at every named hook point ([`Sublayer`], [`Proj`],
 //!   per-head output, K/V prefix, every base parameter).
+//! - [`Seq2SeqModel`] does the same for BART and mBART encoder-decoders, with a key/value
+//!   cache for decoding ([`DecoderCache`]).
 //! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
 //! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
 //! - [`device::parse`] turns `cpu`, `cuda` or `cuda:N` into the device a model loads on.
@@ -27,6 +29,7 @@ mod model_dir;
 mod params;
 mod precision;
 mod row_groups;
+mod seq2seq;
 mod shape;
 mod weights;
 
@@ -40,5 +43,6 @@ pub use model_dir::ModelDir;
 pub use params::{Init, ParamStore};
 pub use precision::Precision;
 pub use row_groups::{Chain, Layout, RowGroups};
+pub use seq2seq::{DecoderCache, Seq2SeqConfig, Seq2SeqFamily, Seq2SeqInput, Seq2SeqModel};
 pub use shape::{AttentionKind, ModelShape, StackShape};
 pub use weights::{Checkpoint, Fingerprint};
