@@ -5,7 +5,7 @@ use crate::diff::{DenseDiff, Penalty};
 use crate::error::Result;
 use crate::prefix::{HeadsDelta, PrefixBank};
 use crate::site::{SiteDelta, Widths};
-use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
+use crate::spec::{proj_name, DeltaSpec, Form, InitScheme, Method, Site};
 use candle_core::{Tensor, Var};
 use petl_models::{BaseModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ParamStore, Proj, Sublayer};
 use petl_sparse::SparseDiff;
@@ -159,19 +159,10 @@ impl Delta {
                     self.sublayers.entry((l, sublayer)).or_default().push(sd);
                 }
             }
-            (
-                Form::Prefix {
-                    activation,
-                    explicit_gate,
-                    ..
-                },
-                _,
-            ) => {
-                let bank = PrefixBank::create(k, spec, layers, d, shape.num_heads, store)?;
-                let concat = spec.composition == Composition::Gated
-                    && *activation == PrefixActivation::Softmax
-                    && !explicit_gate;
-                if concat {
+            (Form::Prefix { .. }, _) => {
+                let (width, heads) = crate::prefix::bank_width(spec, &shape);
+                let bank = PrefixBank::create(k, spec, layers, width, heads, store)?;
+                if crate::prefix::is_concatenated(spec) {
                     self.kv_banks.push(bank);
                 } else {
                     self.heads.push(HeadsDelta::create(spec, bank, store)?);
@@ -304,7 +295,7 @@ impl Delta {
             };
             let bias_name = format!("{}.bias", name.trim_end_matches(".weight"));
             for sd in deltas {
-                let (Some(w), Some(b)) = (current(&merged, &name), current(&merged, &bias_name)) else {
+                let Some(w) = current(&merged, &name) else {
                     continue;
                 };
                 if let Some(dw) = sd.merged_weight()? {
@@ -312,7 +303,10 @@ impl Delta {
                 } else if let Some(s) = sd.output_scale() {
                     let s = s.as_tensor();
                     merged.insert(name.clone(), w.broadcast_mul(&s.unsqueeze(1)?)?);
-                    merged.insert(bias_name.clone(), (b * s)?);
+                    // Llama's projections have no bias to scale.
+                    if let Some(b) = current(&merged, &bias_name) {
+                        merged.insert(bias_name.clone(), (b * s)?);
+                    }
                 }
             }
         }

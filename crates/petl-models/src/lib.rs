@@ -4,6 +4,9 @@
 //! - [`EncoderModel`] loads BERT-family weights (BERT, RoBERTa, XLM-R) and runs the forward pass,
 //!   calling a [`Hooks`] implementation at every named hook point ([`Sublayer`], [`Proj`],
 //!   per-head output, K/V prefix, every base parameter).
+//! - [`DecoderModel`] loads Llama-family decoders (Llama, Mistral, Qwen2, SmolLM2) and runs the
+//!   same hooks in pre-norm blocks, with an LM head and cached incremental decoding
+//!   ([`DecoderCache`]).
 //! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
 //! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
 //! - [`device::parse`] turns `cpu`, `cuda` or `cuda:N` into the device a model loads on.
@@ -15,6 +18,7 @@
 mod base;
 mod base_model;
 mod config;
+mod decoder;
 pub mod device;
 mod encoder;
 mod error;
@@ -29,6 +33,10 @@ mod weights;
 
 pub use base_model::BaseModel;
 pub use config::{EncoderConfig, Family};
+pub use decoder::{
+    DecoderCache, DecoderConfig, DecoderFamily, DecoderInput, DecoderModel, DecoderOutput, RopeConfig,
+    RopeScaling,
+};
 pub use encoder::{CheckpointedBackward, EncoderInput, EncoderModel, EncoderOutput};
 pub use error::{ModelError, Result};
 pub use head::{argmax_rows, ClassificationHead, Pooling};
