@@ -318,6 +318,9 @@ pub(crate) fn load_base(
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    if let Some(TaskSource::Generation(task)) = crate::generate::gen_task_source(&a.task)? {
+        return crate::generate::eval_generation(&a, &task);
+    }
     if a.artifact.len() > 1 {
         return crate::diff::eval_many(&a);
     }
@@ -332,6 +335,7 @@ fn eval(a: EvalArgs) -> Result<()> {
             name, dev: Some(dev), ..
         } => Some(petl::data::read_table(dev, name)?),
         TaskSource::Table { .. } => bail!("eval on a table needs --dev-file"),
+        TaskSource::Generation(_) => unreachable!("generation tasks returned above"),
     }
     .context("no evaluation data")?;
     if dataset.spec.labels() != tm.spec().labels() {

@@ -1,6 +1,6 @@
 //! Generation from the command line: generation tasks for `petl train`, and `petl generate`.
 
-use crate::args::{DecodeArgs, GenTaskArgs, GenerateArgs, ModelArg, TaskArgs};
+use crate::args::{DecodeArgs, EvalArgs, GenTaskArgs, GenerateArgs, ModelArg, TaskArgs};
 use crate::commands::{artifact_dir, resolve_model};
 use anyhow::{bail, Context, Result};
 use petl::generate::{BeamConfig, GenerationConfig, IncrementalDetokenizer, SampleConfig, Strategy};
@@ -178,6 +178,32 @@ pub(crate) fn generate(a: GenerateArgs, quiet: bool) -> Result<()> {
 pub(crate) fn refuse_generation_flags(g: &GenTaskArgs) -> Result<()> {
     if g.data_file.is_some() || g.chat || g.template.is_some() {
         bail!("--data-file, --chat and --template are for generation tasks (--task xsum, wmt16-en-ro, --prompt-file)");
+    }
+    Ok(())
+}
+
+/// `petl eval` on a generation task: decodes the task's evaluation split with the artifact
+/// (`--artifact frozen` scores the base alone) and prints the scores.
+pub(crate) fn eval_generation(a: &EvalArgs, task: &GenTask) -> Result<()> {
+    let model_path = resolve_model(&a.model, false)?;
+    let base = GenBase::load(&model_path, &a.device.open()?, petl::models::Precision::F32)
+        .with_context(|| format!("loading {}", model_path.display()))?;
+    let [artifact] = a.artifact.as_slice() else {
+        bail!("a generation task is evaluated with one --artifact at a time");
+    };
+    let tm = if artifact.as_os_str() == "frozen" {
+        GenTaskModel::frozen(&base, serde_json::json!({"kind": "generation", "task": task}))?
+    } else {
+        GenTaskModel::from_artifact(&base, &artifact_dir(artifact))?
+    };
+    let out = petl::train::generation::evaluate_task(&tm, task, a.max_len, a.eval_rows, a.batch_size, !a.json)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&out.scores)?);
+    } else {
+        for (k, v) in &out.scores.0 {
+            println!("{k:<10} {v:.2}");
+        }
+        println!("decode     {:.1} tokens/s, {:.2} examples/s", out.tokens_per_s, out.examples_per_s);
     }
     Ok(())
 }

@@ -136,6 +136,7 @@ impl DeltaSpec {
                 ParamCount::same(n)
             }
             Form::Prefix { length, reparam, .. } => {
+                let (d, _) = crate::prefix::bank_width(self, shape);
                 let stored = 2 * length * d * attention;
                 let scale = matches!(self.composition, Composition::Scaled(Scale::Learned)) as usize;
                 let trainable = match reparam {

@@ -5,7 +5,7 @@ use crate::diff::{DenseDiff, Penalty};
 use crate::error::Result;
 use crate::prefix::{HeadsDelta, PrefixBank, PrefixBanks};
 use crate::site::{SiteDelta, Widths};
-use crate::spec::{proj_name, Composition, DeltaSpec, Form, InitScheme, Method, PrefixActivation, Site};
+use crate::spec::{proj_name, DeltaSpec, Form, InitScheme, Method, Site};
 use candle_core::{Tensor, Var};
 use petl_models::{
     AttentionKind, BaseModel, ForwardCtx, HeadsSite, Hooks, Init, KvPrefix, ModelShape, ParamStore, Proj,
@@ -147,19 +147,9 @@ impl Delta {
                     }
                 }
             }
-            (
-                Form::Prefix {
-                    activation,
-                    explicit_gate,
-                    ..
-                },
-                _,
-            ) => {
+            (Form::Prefix { .. }, _) => {
                 let banks = PrefixBanks::create(k, spec, &shape, &layers, store)?;
-                let concat = spec.composition == Composition::Gated
-                    && *activation == PrefixActivation::Softmax
-                    && !explicit_gate;
-                if concat {
+                if crate::prefix::is_concatenated(spec) {
                     self.kv_banks.push(banks);
                 } else {
                     self.heads.push(HeadsDelta::create(spec, banks, store)?);
@@ -293,7 +283,7 @@ impl Delta {
             };
             let bias_name = format!("{}.bias", name.trim_end_matches(".weight"));
             for sd in deltas {
-                let (Some(w), Some(b)) = (current(&merged, &name), current(&merged, &bias_name)) else {
+                let Some(w) = current(&merged, &name) else {
                     continue;
                 };
                 if let Some(dw) = sd.merged_weight()? {
@@ -301,7 +291,10 @@ impl Delta {
                 } else if let Some(s) = sd.output_scale() {
                     let s = s.as_tensor();
                     merged.insert(name.clone(), w.broadcast_mul(&s.unsqueeze(1)?)?);
-                    merged.insert(bias_name.clone(), (b * s)?);
+                    // Llama's projections have no bias to scale.
+                    if let Some(b) = current(&merged, &bias_name) {
+                        merged.insert(bias_name.clone(), (b * s)?);
+                    }
                 }
             }
         }

@@ -96,6 +96,7 @@ impl PrefixBanks {
             unreachable!("validated: a prefix bank needs a prefix form")
         };
         let kinds: usize = shape.stacks.iter().map(|s| s.attention.len()).sum();
+        let (width, heads) = bank_width(spec, shape);
         let mut banks = Vec::new();
         let mut start = 0;
         for stack in &shape.stacks {
@@ -135,8 +136,8 @@ impl PrefixBanks {
                     spec,
                     site,
                     selected.clone(),
-                    shape.hidden_size,
-                    shape.num_heads,
+                    width,
+                    heads,
                     store,
                 )?;
                 banks.push(bank);
@@ -321,6 +322,31 @@ impl PrefixBank {
     /// The parameter-name prefix of the generator, whose tensors are not stored.
     pub(crate) fn generator_prefix(&self) -> String {
         format!("delta{}.{}.", self.index, self.site.generator)
+    }
+}
+
+/// Whether a prefix delta is concatenated to the attention's keys and values (prefix tuning)
+/// rather than applied at the per-head output.
+pub(crate) fn is_concatenated(spec: &DeltaSpec) -> bool {
+    matches!(
+        spec.form,
+        Form::Prefix {
+            activation: PrefixActivation::Softmax,
+            explicit_gate: false,
+            ..
+        }
+    ) && spec.composition == Composition::Gated
+}
+
+/// Width and head count of a prefix bank on a model of `shape`. A concatenated prefix is as
+/// wide as the keys and values it joins (`kv_dim`: fewer heads than the queries under
+/// grouped-query attention, as peft's prefix tuning makes them); one used at the per-head output
+/// has a vector per query head. Both are `d` and `N_h` on an encoder.
+pub(crate) fn bank_width(spec: &DeltaSpec, shape: &ModelShape) -> (usize, usize) {
+    if is_concatenated(spec) {
+        (shape.kv_dim, shape.kv_dim / shape.head_dim.max(1))
+    } else {
+        (shape.num_heads * shape.head_dim, shape.num_heads)
     }
 }
 

@@ -74,9 +74,30 @@ impl<'a> Loader<'a> {
     }
 
     pub(crate) fn linear(&mut self, prefix: &str, out_dim: usize, in_dim: usize) -> Result<BaseLinear> {
-        Ok(BaseLinear {
-            weight: self.param_in(&format!("{prefix}.weight"), &[out_dim, in_dim], self.linear_dtype)?,
-            bias: Some(self.param_in(&format!("{prefix}.bias"), &[out_dim], self.linear_dtype)?),
+        self.linear_with_bias(prefix, out_dim, in_dim, true)
+    }
+
+    /// A linear whose bias the architecture decides (Llama's have none).
+    pub(crate) fn linear_with_bias(
+        &mut self,
+        prefix: &str,
+        out_dim: usize,
+        in_dim: usize,
+        bias: bool,
+    ) -> Result<BaseLinear> {
+        let weight = self.param_in(&format!("{prefix}.weight"), &[out_dim, in_dim], self.linear_dtype)?;
+        let bias = if bias {
+            Some(self.param_in(&format!("{prefix}.bias"), &[out_dim], self.linear_dtype)?)
+        } else {
+            None
+        };
+        Ok(BaseLinear { weight, bias })
+    }
+
+    pub(crate) fn rms_norm(&mut self, prefix: &str, dim: usize, eps: f64) -> Result<BaseRmsNorm> {
+        Ok(BaseRmsNorm {
+            weight: self.param(&format!("{prefix}.weight"), &[dim])?,
+            eps,
         })
     }
 
@@ -101,6 +122,11 @@ pub(crate) struct BaseLinear {
 }
 
 impl BaseLinear {
+    /// A bias-free linear computing with `weight` (a tied LM head reads the embedding matrix).
+    pub(crate) fn from_weight(weight: BaseParam) -> Self {
+        Self { weight, bias: None }
+    }
+
     pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
         let w = self.weight.resolve(hooks, ctx)?;
         let b = self.bias.as_ref().map(|b| b.resolve(hooks, ctx)).transpose()?;
@@ -137,6 +163,21 @@ impl BaseLayerNorm {
         let g = self.weight.resolve(hooks, ctx)?;
         let b = self.bias.resolve(hooks, ctx)?;
         let y = petl_ops::layer_norm(x, &g, &b, self.eps)?;
+        hooks.base_norm(self.weight.name(), x, self.eps, y, ctx)
+    }
+}
+
+/// A frozen RMSNorm (Llama's `LlamaRMSNorm`).
+#[derive(Debug, Clone)]
+pub(crate) struct BaseRmsNorm {
+    weight: BaseParam,
+    eps: f64,
+}
+
+impl BaseRmsNorm {
+    pub(crate) fn forward(&self, x: &Tensor, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let g = self.weight.resolve(hooks, ctx)?;
+        let y = petl_ops::rms_norm(x, &g, self.eps)?;
         hooks.base_norm(self.weight.name(), x, self.eps, y, ctx)
     }
 }

@@ -5,7 +5,10 @@
 //!   calling a [`Hooks`] implementation at every named hook point ([`Sublayer`], [`Proj`],
 //!   per-head output, K/V prefix, every base parameter).
 //! - [`Seq2SeqModel`] does the same for BART and mBART encoder-decoders, with a key/value
-//!   cache for decoding ([`DecoderCache`]).
+//!   cache for decoding ([`Seq2SeqCache`]).
+//! - [`DecoderModel`] loads Llama-family decoders (Llama, Mistral, Qwen2, SmolLM2) and runs the
+//!   same hooks in pre-norm blocks, with an LM head and cached incremental decoding
+//!   ([`DecoderCache`]).
 //! - [`ParamStore`] holds the trainable parameters; [`ClassificationHead`] is the task head.
 //! - [`Fingerprint`] identifies a base model so artifacts refuse to load onto another.
 //! - [`device::parse`] turns `cpu`, `cuda` or `cuda:N` into the device a model loads on.
@@ -19,6 +22,7 @@
 mod base;
 mod base_model;
 mod config;
+mod decoder;
 pub mod device;
 mod encoder;
 mod error;
@@ -35,6 +39,10 @@ mod weights;
 
 pub use base_model::BaseModel;
 pub use config::{EncoderConfig, Family};
+pub use decoder::{
+    DecoderCache, DecoderConfig, DecoderFamily, DecoderInput, DecoderModel, DecoderOutput, RopeConfig,
+    RopeScaling,
+};
 pub use encoder::{CheckpointedBackward, EncoderInput, EncoderModel, EncoderOutput};
 pub use error::{ModelError, Result};
 pub use head::{argmax_rows, ClassificationHead, Pooling};
@@ -43,6 +51,6 @@ pub use model_dir::ModelDir;
 pub use params::{Init, ParamStore};
 pub use precision::Precision;
 pub use row_groups::{Chain, Layout, RowGroups};
-pub use seq2seq::{DecoderCache, Seq2SeqConfig, Seq2SeqFamily, Seq2SeqInput, Seq2SeqModel};
+pub use seq2seq::{Seq2SeqCache, Seq2SeqConfig, Seq2SeqFamily, Seq2SeqInput, Seq2SeqModel};
 pub use shape::{AttentionKind, ModelShape, StackShape};
 pub use weights::{Checkpoint, Fingerprint};

@@ -1,7 +1,7 @@
 //! The dimensions of a transformer that decide how large a delta is: enough to count a
 //! method's parameters from a `config.json` alone, without weights (`petl params`).
 
-use crate::{EncoderConfig, ModelError, Proj, Result};
+use crate::{DecoderConfig, EncoderConfig, ModelError, Proj, Result};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -81,6 +81,44 @@ impl ModelShape {
         }
     }
 
+    /// The shape of the Llama-family decoder described by `c`.
+    pub fn of_decoder(c: &DecoderConfig) -> Self {
+        let (d, m, l) = (c.hidden_size, c.intermediate_size, c.num_layers);
+        let (q, kv) = (c.q_dim(), c.kv_dim());
+        let qkv_bias = if c.qkv_bias { q + 2 * kv } else { 0 };
+        let o_bias = if c.o_bias { d } else { 0 };
+        let mlp_bias = if c.mlp_bias { 2 * m + d } else { 0 };
+        let block_bias = qkv_bias + o_bias + mlp_bias;
+        let block = (d * q + 2 * d * kv + q * d) + 3 * d * m + 2 * d + block_bias;
+        let head = if c.tie_word_embeddings {
+            0
+        } else {
+            c.vocab_size * d
+        };
+        // Per block: four attention and three MLP weights, two RMSNorms, and the biases the
+        // family has.
+        let block_tensors =
+            9 + 3 * usize::from(c.qkv_bias) + usize::from(c.o_bias) + 3 * usize::from(c.mlp_bias);
+        Self {
+            model_type: c.family.model_type().to_string(),
+            hidden_size: d,
+            num_heads: c.num_heads,
+            head_dim: c.head_dim,
+            kv_dim: kv,
+            intermediate_size: m,
+            gated_ffn: true,
+            stacks: vec![StackShape {
+                name: "decoder",
+                layers: l,
+                attention: vec![AttentionKind::SelfAttention],
+            }],
+            base_params: c.vocab_size * d + l * block + d + head,
+            bias_params: l * block_bias,
+            // The embedding, the final norm and an untied LM head.
+            base_tensors: 2 + usize::from(!c.tie_word_embeddings) + l * block_tensors,
+        }
+    }
+
     /// Reads a Hugging Face `config.json` of any architecture petl knows the shape of:
     /// BERT-family encoders, BART/mBART encoder-decoders and Llama-family decoders.
     pub fn from_config_file(path: &Path) -> Result<Self> {
@@ -103,10 +141,7 @@ impl ModelShape {
                 let c: Seq2SeqConfig = serde_json::from_str(text).map_err(bad)?;
                 Ok(c.shape(probe.model_type == "mbart"))
             }
-            "llama" | "mistral" | "qwen2" => {
-                let c: DecoderConfig = serde_json::from_str(text).map_err(bad)?;
-                c.shape(&probe.model_type)
-            }
+            "llama" | "mistral" | "qwen2" => Ok(Self::of_decoder(&DecoderConfig::from_json(text)?)),
             _ => Ok(Self::of_encoder(&EncoderConfig::from_json(text)?, true)),
         }
     }
@@ -217,76 +252,6 @@ impl Seq2SeqConfig {
                 + 16 * self.encoder_layers
                 + 26 * self.decoder_layers,
         }
-    }
-}
-
-/// The fields of a Llama-family `config.json` that decide its size.
-#[derive(Deserialize)]
-struct DecoderConfig {
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    #[serde(default)]
-    tie_word_embeddings: bool,
-    #[serde(default)]
-    attention_bias: bool,
-}
-
-impl DecoderConfig {
-    fn shape(&self, model_type: &str) -> Result<ModelShape> {
-        let d = self.hidden_size;
-        if self.num_attention_heads == 0 || d % self.num_attention_heads != 0 && self.head_dim.is_none() {
-            return Err(ModelError::InvalidConfig {
-                field: "num_attention_heads",
-                reason: format!(
-                    "hidden_size {d} is not divisible by num_attention_heads {}",
-                    self.num_attention_heads
-                ),
-            });
-        }
-        let head_dim = self.head_dim.unwrap_or(d / self.num_attention_heads);
-        let q_dim = self.num_attention_heads * head_dim;
-        let kv_dim = self.num_key_value_heads.unwrap_or(self.num_attention_heads) * head_dim;
-        let bias = |n: usize| {
-            if self.attention_bias || model_type == "qwen2" {
-                n
-            } else {
-                0
-            }
-        };
-        let attn = d * q_dim + bias(q_dim) + 2 * (d * kv_dim + bias(kv_dim)) + q_dim * d;
-        let mlp = 3 * d * self.intermediate_size;
-        let block = attn + mlp + 2 * d;
-        let head = if self.tie_word_embeddings {
-            0
-        } else {
-            self.vocab_size * d
-        };
-        Ok(ModelShape {
-            model_type: model_type.to_string(),
-            hidden_size: d,
-            num_heads: self.num_attention_heads,
-            head_dim,
-            kv_dim,
-            intermediate_size: self.intermediate_size,
-            gated_ffn: true,
-            stacks: vec![StackShape {
-                name: "decoder",
-                layers: self.num_hidden_layers,
-                attention: vec![AttentionKind::SelfAttention],
-            }],
-            base_params: self.vocab_size * d + self.num_hidden_layers * block + d + head,
-            bias_params: self.num_hidden_layers * (bias(q_dim) + 2 * bias(kv_dim)),
-            // Per block: four attention weights (+3 biases), three MLP weights, two norms.
-            base_tensors: 1
-                + 1
-                + usize::from(!self.tie_word_embeddings)
-                + self.num_hidden_layers * (9 + if bias(1) == 1 { 3 } else { 0 }),
-        })
     }
 }
 

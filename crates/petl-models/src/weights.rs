@@ -101,6 +101,17 @@ impl Checkpoint {
         Ok(Self { tensors, fingerprint })
     }
 
+    /// A checkpoint from tensors already in memory under canonical names (converted to f32),
+    /// identified by `fingerprint`: how a reader of another format (GGUF) hands its weights
+    /// to a model, fingerprinting them as it sees fit (e.g. a hash of the file).
+    pub fn from_tensors(tensors: BTreeMap<String, Tensor>, fingerprint: Fingerprint) -> Result<Self> {
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(Self { tensors, fingerprint })
+    }
+
     /// The checkpoint's fingerprint.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint

@@ -20,7 +20,8 @@
 //! | [`linear`] | x·Wᵀ + b over the last dimension |
 //! | [`layer_norm`] | LayerNorm over the last dimension |
 //! | [`softmax_last_dim`] | numerically stable softmax |
-//! | [`scale_add_mask`] | attention logits `x·scale + mask` |
+//! | [`scale_add_mask`] | attention logits `x·scale + mask` (padding or causal mask) |
+//! | [`rotary_heads`] | rotary position embedding, fused with the split into heads |
 //! | [`Activation`] | GELU (erf and tanh forms), ReLU, SiLU, tanh |
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
 //! | [`low_rank`] | LoRA's `x·Aᵀ·Bᵀ` as one op |
@@ -47,6 +48,7 @@ mod linear;
 mod loss;
 mod low_rank;
 mod norm;
+mod rotary;
 mod scores;
 mod softmax;
 mod token_loss;
@@ -58,6 +60,7 @@ pub use linear::linear;
 pub use loss::{cross_entropy, mse};
 pub use low_rank::low_rank;
 pub use norm::{layer_norm, rms_norm};
+pub use rotary::rotary_heads;
 pub use scores::scale_add_mask;
 pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};
 pub use token_loss::token_cross_entropy;

@@ -2,8 +2,9 @@ use crate::cpu::f32_slice;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 
 /// Attention logits `x · scale + bias`, where `bias` is an additive mask over the last
-/// dimension shared by everything but the first: `[b, 1, …, 1, t]` (or `[t]`) against `x`
-/// `[b, …, t]`.
+/// dimension, either shared by every query (`[b, 1, …, 1, t]`, or `[t]`: padding masks) or
+/// one row per query (`[b, 1, …, 1, s, t]` against `x` `[b, …, s, t]`: causal masks); its first
+/// dimension is 1 or `x`'s.
 ///
 /// On contiguous f32 CPU tensors with a constant mask this is one pass forward and backward
 /// (`dx = g · scale`); the composed form would also compute, and keep until the end of the
@@ -12,25 +13,39 @@ pub fn scale_add_mask(x: &Tensor, scale: f64, bias: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
     let bdims = bias.dims();
     let t = *dims.last().unwrap_or(&1);
-    let rows_shared = match bdims {
-        [n] => *n == t,
-        [first, middle @ .., last] => {
-            *last == t && (*first == 1 || Some(first) == dims.first()) && middle.iter().all(|&m| m == 1)
+    let queries = if dims.len() >= 2 { dims[dims.len() - 2] } else { 1 };
+    let batch_ok = |first: usize| first == 1 || Some(&first) == dims.first();
+    // Mask rows per batch entry: 1 (shared by every query) or one per query.
+    let per_batch = match bdims {
+        [n] if *n == t => Some(1),
+        [first, middle @ .., last] if *last == t && batch_ok(*first) && bdims.len() <= dims.len() => {
+            match middle {
+                [ones @ .., q] if *q == queries && *q > 1 && bdims.len() == dims.len() => {
+                    ones.iter().all(|&m| m == 1).then_some(queries)
+                }
+                _ => middle.iter().all(|&m| m == 1).then_some(1),
+            }
         }
-        [] => false,
+        _ => None,
     };
-    if !crate::norm::fused(x, &[bias]) || bias.track_op() || !rows_shared || bdims.len() > dims.len() {
+    let Some(per_batch) = per_batch else {
+        return (x * scale)?.broadcast_add(bias);
+    };
+    if !crate::norm::fused(x, &[bias]) || bias.track_op() {
         return (x * scale)?.broadcast_add(bias);
     }
     x.contiguous()?.apply_op1(ScaleMask {
         scale: scale as f32,
         bias: bias.contiguous()?,
+        per_batch,
     })
 }
 
 struct ScaleMask {
     scale: f32,
     bias: Tensor,
+    /// Mask rows per batch entry: 1, or the number of queries (one row each).
+    per_batch: usize,
 }
 
 impl CustomOp1 for ScaleMask {
@@ -46,15 +61,20 @@ impl CustomOp1 for ScaleMask {
         };
         let b = f32_slice(b, bl, self.name())?;
         let t = *xl.dims().last().unwrap_or(&1);
-        let masks = b.len() / t.max(1);
-        // Rows of x per mask row: x's first dimension indexes the masks (or one mask for all).
-        let rows_per_mask = x.len() / t.max(1) / masks.max(1);
+        let rows = x.len() / t.max(1);
+        let q = self.per_batch;
+        // The mask's batch entries: 1 (shared by all) or one per entry of x's first dimension.
+        let batches = b.len() / t.max(1) / q.max(1);
+        let rows_per_batch = rows / batches.max(1);
         let scale = self.scale;
-        let block = rows_per_mask * t;
-        let out = crate::cpu::par_filled(x.len(), block, |m, os| {
-            let xs = &x[m * block..][..os.len()];
-            let mask = &b[(m % masks) * t..(m % masks + 1) * t];
-            for (or, xr) in os.chunks_exact_mut(t).zip(xs.chunks_exact(t)) {
+        let chunk = crate::cpu::rows_per_task(t) * t;
+        let out = crate::cpu::par_filled(x.len(), chunk, |i, os| {
+            let first = i * (chunk / t.max(1));
+            let xs = &x[i * chunk..][..os.len()];
+            for (k, (or, xr)) in os.chunks_exact_mut(t).zip(xs.chunks_exact(t)).enumerate() {
+                let r = first + k;
+                let m = r / rows_per_batch.max(1) * q + r % q;
+                let mask = &b[m * t..(m + 1) * t];
                 for j in 0..t {
                     or[j] = xr[j] * scale + mask[j];
                 }

@@ -348,3 +348,64 @@ fn low_rank_product_matches_reference_and_finite_differences() -> Result<()> {
     )?;
     check("low_rank (B only)", &op, &inputs, &[true, false, true], 2e-6)
 }
+
+#[test]
+fn causal_masked_scores_match_reference() -> Result<()> {
+    // [batch 2, heads 3, queries 4, keys 6] against a per-query [2, 1, 4, 6] mask (a causal
+    // mask after two cached keys, with a padded key in the second row).
+    let x = tensor(&[2, 3, 4, 6], 22, DType::F64)?;
+    let mask_of = |m: f64| {
+        let mut v = Vec::new();
+        for b in 0..2 {
+            for q in 0..4 {
+                for k in 0..6 {
+                    let open = k <= q + 2 && !(b == 1 && k == 0);
+                    v.push(if open { 0.0 } else { m });
+                }
+            }
+        }
+        Tensor::from_vec(v, (2, 1, 4, 6), &Device::Cpu)
+    };
+    let op = |a: &[Tensor]| petl_ops::scale_add_mask(&a[0], 0.25, &a[1]);
+    check(
+        "scale_add_mask (causal)",
+        &op,
+        &[x.clone(), mask_of(-30.)?],
+        &[true, false],
+        1e-6,
+    )?;
+    // The fused kernel against broadcasting, exactly, for a batch-shared mask too.
+    for mask in [mask_of(-1e9)?, mask_of(-1e9)?.narrow(0, 1, 1)?] {
+        let mask = mask.to_dtype(DType::F32)?;
+        let x = x.to_dtype(DType::F32)?;
+        let fused = petl_ops::scale_add_mask(&x, 0.25, &mask)?;
+        let want = (x * 0.25)?.broadcast_add(&mask)?;
+        assert_eq!(
+            fused.flatten_all()?.to_vec1::<f32>()?,
+            want.flatten_all()?.to_vec1::<f32>()?
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn rotary_matches_reference_and_finite_differences() -> Result<()> {
+    // [batch 2, seq 3, 4 heads of width 6] with per-row angles (left padding shifts them).
+    let op = |a: &[Tensor]| petl_ops::rotary_heads(&a[0], 4, &a[1].cos()?, &a[1].sin()?);
+    let inputs = [
+        tensor(&[2, 3, 24], 23, DType::F64)?,
+        (tensor(&[2, 3, 3], 24, DType::F64)? * 3.0)?,
+    ];
+    check("rotary", &op, &inputs, &[true, false], 2e-6)?;
+    // Against Hugging Face's formula q·cos + rotate_half(q)·sin, written out.
+    let x = inputs[0].to_dtype(DType::F32)?;
+    let theta = inputs[1].to_dtype(DType::F32)?;
+    let got = petl_ops::rotary_heads(&x, 4, &theta.cos()?, &theta.sin()?)?;
+    let q = x.reshape((2, 3, 4, 6))?.transpose(1, 2)?;
+    let full = Tensor::cat(&[&theta, &theta], 2)?.unsqueeze(1)?;
+    let half = Tensor::cat(&[&q.narrow(3, 3, 3)?.neg()?, &q.narrow(3, 0, 3)?], 3)?;
+    let want = (q.broadcast_mul(&full.cos()?)? + half.broadcast_mul(&full.sin()?)?)?;
+    let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-6, "rotary differs from rotate_half by {d}");
+    Ok(())
+}

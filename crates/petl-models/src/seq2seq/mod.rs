@@ -56,7 +56,7 @@ pub struct Seq2SeqInput {
 /// values so far and the cross-attention keys and values (prefixes included), one row per
 /// hypothesis.
 #[derive(Debug, Clone)]
-pub struct DecoderCache {
+pub struct Seq2SeqCache {
     blocks: Vec<BlockCache>,
     /// Decoder tokens seen so far (their positions are `offset..offset + len`).
     len: usize,
@@ -64,7 +64,7 @@ pub struct DecoderCache {
     offset: usize,
 }
 
-impl DecoderCache {
+impl Seq2SeqCache {
     /// Number of rows (hypotheses).
     pub fn rows(&self) -> Result<usize> {
         match self.blocks.first() {
@@ -302,7 +302,7 @@ impl Seq2SeqModel {
         decoder_start: &Tensor,
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
-    ) -> Result<(DecoderCache, Tensor)> {
+    ) -> Result<(Seq2SeqCache, Tensor)> {
         let (hidden, cache) = self.run_decoder(encoded, decoder_start, None, hooks, ctx)?;
         let t = hidden.dim(1)?;
         let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
@@ -314,7 +314,7 @@ impl Seq2SeqModel {
     /// asked for again.
     pub fn step(
         &self,
-        cache: &mut DecoderCache,
+        cache: &mut Seq2SeqCache,
         tokens: &[u32],
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
@@ -350,7 +350,7 @@ impl Seq2SeqModel {
 
     /// Rebuilds `cache` so that its row `j` is the former row `rows[j]`: beam reordering and
     /// expansion (rows may repeat) or dropping finished rows.
-    pub fn select_rows(&self, cache: &mut DecoderCache, rows: &[usize]) -> Result<()> {
+    pub fn select_rows(&self, cache: &mut Seq2SeqCache, rows: &[usize]) -> Result<()> {
         let n = cache.rows()?;
         if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
             return Err(ModelError::BadInput(format!(
@@ -408,7 +408,7 @@ impl Seq2SeqModel {
         mask: Option<&Tensor>,
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
-    ) -> Result<(Tensor, DecoderCache)> {
+    ) -> Result<(Tensor, Seq2SeqCache)> {
         let (batch, t) = check_batch("decoder_input_ids", ids)?;
         let (eb, es, ed) = encoded.hidden.dims3()?;
         if eb != batch || ed != self.config.d_model {
@@ -448,7 +448,7 @@ impl Seq2SeqModel {
         }
         Ok((
             hidden,
-            DecoderCache {
+            Seq2SeqCache {
                 blocks,
                 len: t,
                 offset,

@@ -20,4 +20,4 @@ pub use base::{GenBase, SpecialTokens};
 pub use eval::{evaluate_generation, GenEvalOutcome, GenPrediction};
 pub use model::GenTaskModel;
 pub use task::{GenData, GenTask, TextMetric};
-pub use trainer::{train_generation, GenRunSummary};
+pub use trainer::{evaluate_task, train_generation, GenRunSummary};

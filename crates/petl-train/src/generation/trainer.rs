@@ -271,6 +271,39 @@ pub fn train_generation(
     Ok(summary)
 }
 
+/// Decodes the evaluation split of `task` (its first `eval_rows`, when given) with `tm` and
+/// scores it: what `petl eval` runs on a generation artifact (or on the frozen base).
+pub fn evaluate_task(
+    tm: &GenTaskModel<'_>,
+    task: &GenTask,
+    max_len: usize,
+    eval_rows: Option<usize>,
+    batch_size: usize,
+    progress: bool,
+) -> Result<GenEvalOutcome> {
+    let base = tm.base();
+    let (_, mut dev_set) = task.split()?;
+    if let Some(n) = eval_rows {
+        dev_set.truncate(n);
+    }
+    let encoder = causal_encoder(base, task, &dev_set.kind, max_len)?;
+    let generation = task.generation(&base.special().eos);
+    let max_prompt = max_len.min(base.max_positions()) - generation.max_new_tokens.min(max_len / 2);
+    let bar = progress_bar(progress, dev_set.len() as u64, 0);
+    let out = evaluate_generation(
+        tm,
+        &encoder,
+        &dev_set.examples,
+        task.metric(&dev_set.kind),
+        &generation,
+        batch_size,
+        max_prompt,
+        &bar,
+    );
+    bar.finish_and_clear();
+    out
+}
+
 /// The causal-LM encoder of `task` for `base`: the task's template (ChatML-wrapped for chat
 /// models), the target ended by the turn's end token in chat mode and by eos otherwise.
 pub(crate) fn causal_encoder(
