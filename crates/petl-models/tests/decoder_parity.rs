@@ -642,3 +642,64 @@ fn bad_input_and_bad_checkpoints_are_errors_not_panics() {
     let (a, mask) = logits(&again, &input(&g.json["right"]), &NoHooks);
     assert!(masked_diff(&a, &g.tensors["right.logits"], &mask) <= TOLERANCE);
 }
+
+/// SmolLM2-135M-Instruct against transformers' reading of the same GGUF file
+/// (`tests/golden/smollm2/golden.json`), from the Hugging Face directory that
+/// `make_decoder_golden.py --smollm2 FILE.gguf --smollm2-hf-out DIR` writes:
+/// `PETL_SMOLLM2_DIR=DIR cargo test -p petl-models --test decoder_parity -- --ignored`.
+#[test]
+#[ignore = "needs PETL_SMOLLM2_DIR (see the doc comment)"]
+fn smollm2_matches_transformers() {
+    let dir = std::env::var("PETL_SMOLLM2_DIR").expect("PETL_SMOLLM2_DIR");
+    let m = DecoderModel::load(&ModelDir::open(dir).unwrap(), &Device::Cpu).unwrap();
+    let g = golden_json("smollm2");
+    let prompt: Vec<u32> = g["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let input = DecoderInput::left_padded(&[&prompt], 2, &Device::Cpu).unwrap();
+    let mut ctx = ForwardCtx::eval();
+    let (mut cache, logits) = m.prefill(&input, &NoHooks, &mut ctx).unwrap();
+    let logits = logits.get(0).unwrap().to_vec1::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (id, want) in g["top5_last"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["top5_last"]["logits"].as_array().unwrap())
+    {
+        worst = worst.max((logits[id.as_u64().unwrap() as usize] - want.as_f64().unwrap() as f32).abs());
+    }
+    println!("SmolLM2 top-5 logits: max |Δ| = {worst:.2e}");
+    assert!(worst <= 1e-3, "SmolLM2 logits differ by {worst}");
+    let want: Vec<u32> = g["greedy"]["new_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let mut got = Vec::new();
+    let mut next = argmax(&logits);
+    loop {
+        got.push(next);
+        if next == 2 || got.len() == want.len() {
+            break;
+        }
+        let l = m.step(&mut cache, &[next], &NoHooks, &mut ctx).unwrap();
+        next = argmax(&l.get(0).unwrap().to_vec1::<f32>().unwrap());
+    }
+    assert_eq!(got, want, "greedy continuation");
+}
+
+fn golden_json(case: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir(case).join("golden.json")).unwrap()).unwrap()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+        .0 as u32
+}
