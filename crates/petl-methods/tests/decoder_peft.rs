@@ -327,6 +327,71 @@ fn every_preset_trains_and_decodes_on_the_decoder() {
     }
 }
 
+/// Activation checkpointing recomputes each block from its saved input and random stream:
+/// the loss and every gradient equal the plain backward's, dropout included.
+#[test]
+fn checkpointed_backward_equals_the_plain_backward() {
+    let m = model("tiny-llama");
+    let method: Method = serde_json::from_str(
+        r#"{"name": "mix", "delta": [
+            {"form": {"kind": "low_rank", "r": 4}, "site": {"weights": ["query", "value", "ffn_gate"]},
+             "composition": {"scaled": 2.0}, "dropout": 0.3},
+            {"form": {"kind": "prefix", "length": 2, "shift_positions": true}, "site": "heads",
+             "composition": "gated", "layers": [1, 2]},
+            {"form": {"kind": "prompt", "length": 2}, "site": "embeddings"}]}"#,
+    )
+    .unwrap();
+    let mut store = ParamStore::new(&Device::Cpu, 9);
+    let delta = Delta::build(&method, &m, &mut store).unwrap();
+    let batch = DecoderInput::from_host(
+        &[0, 5, 6, 7, 8, 9, 10, 11],
+        &[0, 1, 1, 1, 1, 1, 1, 1],
+        2,
+        4,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let targets = Tensor::new(&[3u32, 9, 77], &Device::Cpu).unwrap();
+    let mut tail = |hidden: &Tensor, _mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
+        let s = hidden.dim(1)?;
+        let logits = m.logits_at(hidden, &[(0, s - 1), (1, s - 2), (1, s - 1)], &delta, ctx)?;
+        Ok(petl_ops::cross_entropy(&logits, &targets)?)
+    };
+    let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::new(4));
+    let out = m.forward(&batch, &delta, &mut ctx).unwrap();
+    let loss = tail(&out.hidden, &out.mask, &mut ctx).unwrap();
+    let plain = loss.backward().unwrap();
+    let vars: Vec<&candle_core::Var> = store.iter().map(|(_, v)| v).collect();
+    let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::new(4));
+    let ck = m
+        .backward_checkpointed(&batch, &delta, &mut ctx, &vars, &mut tail)
+        .unwrap();
+    let d = (ck.loss - &loss)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-6, "loss differs by {d}");
+    for ((name, var), got) in store.iter().zip(&ck.grads) {
+        let want = plain
+            .get(var)
+            .unwrap_or_else(|| panic!("no plain gradient for {name}"));
+        let got = got
+            .as_ref()
+            .unwrap_or_else(|| panic!("no checkpointed gradient for {name}"));
+        let d = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{name}: checkpointed gradient differs by {d}");
+    }
+}
+
 /// SmolLM2-135M with a LoRA delta, from the directory that
 /// `make_decoder_golden.py --smollm2 FILE.gguf --smollm2-hf-out DIR` writes (PETL_SMOLLM2_DIR).
 fn smollm2_with_lora() -> (DecoderModel, ParamStore, Delta) {

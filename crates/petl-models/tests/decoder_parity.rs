@@ -123,6 +123,24 @@ fn tiny_qwen2_matches_transformers() {
     check_logits("tiny-qwen2");
 }
 
+#[test]
+fn half_precision_linears_stay_close() {
+    // The tiny weights are float16 values, so only the activations' rounding differs.
+    let m = DecoderModel::load_with_precision(
+        &ModelDir::open(dir("tiny-qwen2")).unwrap(),
+        &Device::Cpu,
+        petl_models::Precision::F16,
+    )
+    .unwrap();
+    let g = golden("tiny-qwen2");
+    let (got, mask) = logits(&m, &input(&g.json["right"]), &NoHooks);
+    let want = &g.tensors["right.logits"];
+    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = masked_diff(&got, want, &mask) / scale;
+    println!("tiny-qwen2 f16 linears: max |Δ logits| / max |logit| = {d:.2e}");
+    assert!(d < 1e-2, "f16 logits off by {d} (relative)");
+}
+
 /// Greedy decoding through prefill + step, stopping rows at EOS and padding them as `generate`.
 fn greedy(model: &DecoderModel, input: &DecoderInput, steps: usize, eos: u32, pad: u32) -> Vec<Vec<u32>> {
     let mut ctx = ForwardCtx::eval();
@@ -636,6 +654,27 @@ fn bad_input_and_bad_checkpoints_are_errors_not_panics() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("lm_head.weight"), "{e}");
+    // A sliding window petl does not implement: longer sequences are refused.
+    let windowed = DecoderConfig {
+        family: petl_models::DecoderFamily::Mistral,
+        sliding_window: Some(8),
+        ..config.clone()
+    };
+    let mistral = DecoderModel::from_checkpoint(windowed, ckpt(&|_| {}), &Device::Cpu).unwrap();
+    let nine = DecoderInput::from_host(&[5; 9], &[1; 9], 1, 9, &Device::Cpu).unwrap();
+    let e = mistral
+        .forward(&nine, &NoHooks, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("9 keys") && e.contains("sliding window of 8"), "{e}");
+    let eight = DecoderInput::from_host(&[5; 8], &[1; 8], 1, 8, &Device::Cpu).unwrap();
+    let (mut cache, _) = mistral.prefill(&eight, &NoHooks, &mut ctx).unwrap();
+    let e = mistral
+        .step(&mut cache, &[5], &NoHooks, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sliding window"), "{e}");
+    assert_eq!(cache.len(), 8, "a failed step leaves the cache as it was");
     // The same tensors through from_checkpoint are the same model.
     let again = DecoderModel::from_checkpoint(config, ckpt(&|_| {}), &Device::Cpu).unwrap();
     let g = golden("tiny-llama");
