@@ -326,3 +326,152 @@ fn every_preset_trains_and_decodes_on_the_decoder() {
         assert!(d <= TOLERANCE, "{}: cached decoding differs by {d}", p.name);
     }
 }
+
+/// Activation checkpointing recomputes each block from its saved input and random stream:
+/// the loss and every gradient equal the plain backward's, dropout included.
+#[test]
+fn checkpointed_backward_equals_the_plain_backward() {
+    let m = model("tiny-llama");
+    let method: Method = serde_json::from_str(
+        r#"{"name": "mix", "delta": [
+            {"form": {"kind": "low_rank", "r": 4}, "site": {"weights": ["query", "value", "ffn_gate"]},
+             "composition": {"scaled": 2.0}, "dropout": 0.3},
+            {"form": {"kind": "prefix", "length": 2, "shift_positions": true}, "site": "heads",
+             "composition": "gated", "layers": [1, 2]},
+            {"form": {"kind": "prompt", "length": 2}, "site": "embeddings"}]}"#,
+    )
+    .unwrap();
+    let mut store = ParamStore::new(&Device::Cpu, 9);
+    let delta = Delta::build(&method, &m, &mut store).unwrap();
+    let batch = DecoderInput::from_host(
+        &[0, 5, 6, 7, 8, 9, 10, 11],
+        &[0, 1, 1, 1, 1, 1, 1, 1],
+        2,
+        4,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let targets = Tensor::new(&[3u32, 9, 77], &Device::Cpu).unwrap();
+    let mut tail = |hidden: &Tensor, _mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
+        let s = hidden.dim(1)?;
+        let logits = m.logits_at(hidden, &[(0, s - 1), (1, s - 2), (1, s - 1)], &delta, ctx)?;
+        Ok(petl_ops::cross_entropy(&logits, &targets)?)
+    };
+    let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::new(4));
+    let out = m.forward(&batch, &delta, &mut ctx).unwrap();
+    let loss = tail(&out.hidden, &out.mask, &mut ctx).unwrap();
+    let plain = loss.backward().unwrap();
+    let vars: Vec<&candle_core::Var> = store.iter().map(|(_, v)| v).collect();
+    let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::new(4));
+    let ck = m
+        .backward_checkpointed(&batch, &delta, &mut ctx, &vars, &mut tail)
+        .unwrap();
+    let d = (ck.loss - &loss)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-6, "loss differs by {d}");
+    for ((name, var), got) in store.iter().zip(&ck.grads) {
+        let want = plain
+            .get(var)
+            .unwrap_or_else(|| panic!("no plain gradient for {name}"));
+        let got = got
+            .as_ref()
+            .unwrap_or_else(|| panic!("no checkpointed gradient for {name}"));
+        let d = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{name}: checkpointed gradient differs by {d}");
+    }
+}
+
+/// SmolLM2-135M with a LoRA delta, from the directory that
+/// `make_decoder_golden.py --smollm2 FILE.gguf --smollm2-hf-out DIR` writes (PETL_SMOLLM2_DIR).
+fn smollm2_with_lora() -> (DecoderModel, ParamStore, Delta) {
+    petl_ops::reuse_freed_memory();
+    let dir = std::env::var("PETL_SMOLLM2_DIR").expect("PETL_SMOLLM2_DIR");
+    let m = DecoderModel::load(&ModelDir::open(dir).unwrap(), &Device::Cpu).unwrap();
+    let mut method = petl_methods::preset("lora").unwrap();
+    method.deltas[0].form.set_bottleneck(8);
+    method.deltas[0].init = InitScheme::Bert;
+    let mut store = ParamStore::new(&Device::Cpu, 0);
+    let delta = Delta::build(&method, &m, &mut store).unwrap();
+    (m, store, delta)
+}
+
+fn smollm2_ids(batch: usize, seq: usize) -> Vec<u32> {
+    (0..batch * seq).map(|i| (i * 7919 % 49000) as u32 + 10).collect()
+}
+
+/// Time of a LoRA training step on SmolLM2-135M, batch 8 × 128, loss on the second half:
+/// `PETL_SMOLLM2_DIR=DIR cargo test --release -p petl-methods --test decoder_peft -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs PETL_SMOLLM2_DIR; a timing run, not a check"]
+fn smollm2_lora_step_timing() {
+    let (m, store, delta) = smollm2_with_lora();
+    let (batch, seq) = (8usize, 128usize);
+    let ids = smollm2_ids(batch, seq);
+    let input = DecoderInput::from_host(&ids, &vec![1; batch * seq], batch, seq, &Device::Cpu).unwrap();
+    let at: Vec<(usize, usize)> = (0..batch)
+        .flat_map(|r| (seq / 2..seq - 1).map(move |p| (r, p)))
+        .collect();
+    let targets: Vec<u32> = at.iter().map(|&(r, p)| ids[r * seq + p + 1]).collect();
+    let targets = Tensor::from_vec(targets, at.len(), &Device::Cpu).unwrap();
+    for i in 0..4 {
+        let t = std::time::Instant::now();
+        let mut ctx = ForwardCtx::eval();
+        let out = m.forward(&input, &delta, &mut ctx).unwrap();
+        let fwd = t.elapsed();
+        let logits = m.logits_at(&out.hidden, &at, &delta, &mut ctx).unwrap();
+        let loss = petl_ops::cross_entropy(&logits, &targets).unwrap();
+        let head = t.elapsed();
+        let grads = loss.backward().unwrap();
+        let total = t.elapsed();
+        assert_eq!(
+            store.iter().filter(|(_, v)| grads.get(v).is_some()).count(),
+            store.len()
+        );
+        println!(
+            "step {i}: batch {batch}×{seq}, {} targets: forward {:.0} ms, + head/loss {:.0} ms, + backward {:.0} ms = {:.0} ms",
+            at.len(),
+            fwd.as_secs_f64() * 1e3,
+            (head - fwd).as_secs_f64() * 1e3,
+            (total - head).as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Time of cached greedy decoding on SmolLM2-135M with LoRA: 8 left-padded prompts of 57–64
+/// tokens, 32 steps (run as [`smollm2_lora_step_timing`]).
+#[test]
+#[ignore = "needs PETL_SMOLLM2_DIR; a timing run, not a check"]
+fn smollm2_decoding_timing() {
+    let (m, _store, delta) = smollm2_with_lora();
+    let batch = 8;
+    let ids = smollm2_ids(batch, 64);
+    let prompts: Vec<&[u32]> = (0..batch).map(|r| &ids[r * 64..r * 64 + 64 - r]).collect();
+    let input = DecoderInput::left_padded(&prompts, 2, &Device::Cpu).unwrap();
+    let mut ctx = ForwardCtx::eval();
+    let t = std::time::Instant::now();
+    let (mut cache, mut logits) = m.prefill(&input, &delta, &mut ctx).unwrap();
+    let prefill = t.elapsed();
+    let t = std::time::Instant::now();
+    let steps = 32;
+    for _ in 0..steps {
+        let next = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        logits = m.step(&mut cache, &next, &delta, &mut ctx).unwrap();
+    }
+    println!(
+        "decoding {batch} rows: prefill of 64 {:.0} ms, {:.1} ms per step over {steps} steps",
+        prefill.as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64() * 1e3 / steps as f64
+    );
+}

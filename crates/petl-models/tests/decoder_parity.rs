@@ -123,6 +123,24 @@ fn tiny_qwen2_matches_transformers() {
     check_logits("tiny-qwen2");
 }
 
+#[test]
+fn half_precision_linears_stay_close() {
+    // The tiny weights are float16 values, so only the activations' rounding differs.
+    let m = DecoderModel::load_with_precision(
+        &ModelDir::open(dir("tiny-qwen2")).unwrap(),
+        &Device::Cpu,
+        petl_models::Precision::F16,
+    )
+    .unwrap();
+    let g = golden("tiny-qwen2");
+    let (got, mask) = logits(&m, &input(&g.json["right"]), &NoHooks);
+    let want = &g.tensors["right.logits"];
+    let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = masked_diff(&got, want, &mask) / scale;
+    println!("tiny-qwen2 f16 linears: max |Δ logits| / max |logit| = {d:.2e}");
+    assert!(d < 1e-2, "f16 logits off by {d} (relative)");
+}
+
 /// Greedy decoding through prefill + step, stopping rows at EOS and padding them as `generate`.
 fn greedy(model: &DecoderModel, input: &DecoderInput, steps: usize, eos: u32, pad: u32) -> Vec<Vec<u32>> {
     let mut ctx = ForwardCtx::eval();
@@ -636,9 +654,91 @@ fn bad_input_and_bad_checkpoints_are_errors_not_panics() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("lm_head.weight"), "{e}");
+    // A sliding window petl does not implement: longer sequences are refused.
+    let windowed = DecoderConfig {
+        family: petl_models::DecoderFamily::Mistral,
+        sliding_window: Some(8),
+        ..config.clone()
+    };
+    let mistral = DecoderModel::from_checkpoint(windowed, ckpt(&|_| {}), &Device::Cpu).unwrap();
+    let nine = DecoderInput::from_host(&[5; 9], &[1; 9], 1, 9, &Device::Cpu).unwrap();
+    let e = mistral
+        .forward(&nine, &NoHooks, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("9 keys") && e.contains("sliding window of 8"), "{e}");
+    let eight = DecoderInput::from_host(&[5; 8], &[1; 8], 1, 8, &Device::Cpu).unwrap();
+    let (mut cache, _) = mistral.prefill(&eight, &NoHooks, &mut ctx).unwrap();
+    let e = mistral
+        .step(&mut cache, &[5], &NoHooks, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sliding window"), "{e}");
+    assert_eq!(cache.len(), 8, "a failed step leaves the cache as it was");
     // The same tensors through from_checkpoint are the same model.
     let again = DecoderModel::from_checkpoint(config, ckpt(&|_| {}), &Device::Cpu).unwrap();
     let g = golden("tiny-llama");
     let (a, mask) = logits(&again, &input(&g.json["right"]), &NoHooks);
     assert!(masked_diff(&a, &g.tensors["right.logits"], &mask) <= TOLERANCE);
+}
+
+/// SmolLM2-135M-Instruct against transformers' reading of the same GGUF file
+/// (`tests/golden/smollm2/golden.json`), from the Hugging Face directory that
+/// `make_decoder_golden.py --smollm2 FILE.gguf --smollm2-hf-out DIR` writes:
+/// `PETL_SMOLLM2_DIR=DIR cargo test -p petl-models --test decoder_parity -- --ignored`.
+#[test]
+#[ignore = "needs PETL_SMOLLM2_DIR (see the doc comment)"]
+fn smollm2_matches_transformers() {
+    let dir = std::env::var("PETL_SMOLLM2_DIR").expect("PETL_SMOLLM2_DIR");
+    let m = DecoderModel::load(&ModelDir::open(dir).unwrap(), &Device::Cpu).unwrap();
+    let g = golden_json("smollm2");
+    let prompt: Vec<u32> = g["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let input = DecoderInput::left_padded(&[&prompt], 2, &Device::Cpu).unwrap();
+    let mut ctx = ForwardCtx::eval();
+    let (mut cache, logits) = m.prefill(&input, &NoHooks, &mut ctx).unwrap();
+    let logits = logits.get(0).unwrap().to_vec1::<f32>().unwrap();
+    let mut worst = 0f32;
+    for (id, want) in g["top5_last"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["top5_last"]["logits"].as_array().unwrap())
+    {
+        worst = worst.max((logits[id.as_u64().unwrap() as usize] - want.as_f64().unwrap() as f32).abs());
+    }
+    println!("SmolLM2 top-5 logits: max |Δ| = {worst:.2e}");
+    assert!(worst <= 1e-3, "SmolLM2 logits differ by {worst}");
+    let want: Vec<u32> = g["greedy"]["new_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let mut got = Vec::new();
+    let mut next = argmax(&logits);
+    loop {
+        got.push(next);
+        if next == 2 || got.len() == want.len() {
+            break;
+        }
+        let l = m.step(&mut cache, &[next], &NoHooks, &mut ctx).unwrap();
+        next = argmax(&l.get(0).unwrap().to_vec1::<f32>().unwrap());
+    }
+    assert_eq!(got, want, "greedy continuation");
+}
+
+fn golden_json(case: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir(case).join("golden.json")).unwrap()).unwrap()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+        .0 as u32
 }

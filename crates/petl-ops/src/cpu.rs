@@ -58,6 +58,20 @@ pub(crate) fn par_zip2(a: &[f32], b: &[f32], f: impl Fn(&[f32], &[f32], &mut [f3
     })
 }
 
+/// `f(a, b, c, out)` block by block over three equal-length slices in parallel, into a new
+/// vector.
+pub(crate) fn par_zip3(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(&[f32], &[f32], &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    par_filled(a.len(), MIN_TASK_ELEMS, |i, o| {
+        let at = i * MIN_TASK_ELEMS;
+        f(&a[at..][..o.len()], &b[at..][..o.len()], &c[at..][..o.len()], o)
+    })
+}
+
 /// Defines `fn $name(args)` that runs the `#[inline(always)]` kernel `$body` compiled for AVX2
 /// and FMA where the CPU has them (eight lanes with fused multiply-adds), and as built
 /// elsewhere (baseline x86-64: four lanes of SSE2). Target features only reach code inlined

@@ -22,6 +22,8 @@
 //! | [`softmax_last_dim`] | numerically stable softmax |
 //! | [`scale_add_mask`] | attention logits `x·scale + mask` (padding or causal mask) |
 //! | [`rotary_heads`] | rotary position embedding, fused with the split into heads |
+//! | [`split_heads`], [`merge_heads`] | `[b, s, h·d]` ↔ `[b, h, s, d]` in one pass each way |
+//! | [`swiglu`] | SwiGLU's `silu(gate) ⊙ up` |
 //! | [`Activation`] | GELU (erf and tanh forms), ReLU, SiLU, tanh |
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
 //! | [`low_rank`] | LoRA's `x·Aᵀ·Bᵀ` as one op |
@@ -44,6 +46,7 @@ mod activation;
 mod alloc;
 mod cpu;
 mod dropout;
+mod heads;
 mod linear;
 mod loss;
 mod low_rank;
@@ -52,10 +55,12 @@ mod rotary;
 mod scores;
 mod softmax;
 mod token_loss;
+mod swiglu;
 
 pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
 pub use dropout::{Dropout, DropoutRng};
+pub use heads::{merge_heads, split_heads};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};
 pub use low_rank::low_rank;
@@ -64,3 +69,4 @@ pub use rotary::rotary_heads;
 pub use scores::scale_add_mask;
 pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};
 pub use token_loss::token_cross_entropy;
+pub use swiglu::swiglu;

@@ -3,8 +3,9 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor}
 
 /// Attention logits `x · scale + bias`, where `bias` is an additive mask over the last
 /// dimension, either shared by every query (`[b, 1, …, 1, t]`, or `[t]`: padding masks) or
-/// one row per query (`[b, 1, …, 1, s, t]` against `x` `[b, …, s, t]`: causal masks); its first
-/// dimension is 1 or `x`'s.
+/// one row per query (`[b, 1, …, 1, s, t]` against `x` `[b, …, n·s, t]`: causal masks, whose
+/// rows cycle through the `s` queries, so grouped-query attention may stack a key head's `n`
+/// query heads along the rows); its first dimension is 1 or `x`'s.
 ///
 /// On contiguous f32 CPU tensors with a constant mask this is one pass forward and backward
 /// (`dx = g · scale`); the composed form would also compute, and keep until the end of the
@@ -20,8 +21,8 @@ pub fn scale_add_mask(x: &Tensor, scale: f64, bias: &Tensor) -> Result<Tensor> {
         [n] if *n == t => Some(1),
         [first, middle @ .., last] if *last == t && batch_ok(*first) && bdims.len() <= dims.len() => {
             match middle {
-                [ones @ .., q] if *q == queries && *q > 1 && bdims.len() == dims.len() => {
-                    ones.iter().all(|&m| m == 1).then_some(queries)
+                [ones @ .., q] if *q > 1 && queries % *q == 0 && bdims.len() == dims.len() => {
+                    ones.iter().all(|&m| m == 1).then_some(*q)
                 }
                 _ => middle.iter().all(|&m| m == 1).then_some(1),
             }
@@ -32,6 +33,18 @@ pub fn scale_add_mask(x: &Tensor, scale: f64, bias: &Tensor) -> Result<Tensor> {
         return (x * scale)?.broadcast_add(bias);
     };
     if !crate::norm::fused(x, &[bias]) || bias.track_op() {
+        if per_batch > 1 && per_batch != queries {
+            // Query groups stacked along the rows: broadcast the mask over a group dimension.
+            let mut split = dims.to_vec();
+            let rows = split.len() - 2;
+            split[rows] = queries / per_batch;
+            split.insert(rows + 1, per_batch);
+            let mut bshape = bdims.to_vec();
+            bshape.insert(bshape.len() - 2, 1);
+            return (x.reshape(split)? * scale)?
+                .broadcast_add(&bias.reshape(bshape)?)?
+                .reshape(dims);
+        }
         return (x * scale)?.broadcast_add(bias);
     }
     x.contiguous()?.apply_op1(ScaleMask {

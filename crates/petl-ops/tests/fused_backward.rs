@@ -409,3 +409,76 @@ fn rotary_matches_reference_and_finite_differences() -> Result<()> {
     assert!(d < 1e-6, "rotary differs from rotate_half by {d}");
     Ok(())
 }
+
+#[test]
+fn grouped_query_rows_cycle_through_the_causal_mask() -> Result<()> {
+    // [batch 2, kv heads 2, 3 query heads × 4 queries, keys 5] against a [2, 1, 4, 5] mask.
+    let x = tensor(&[2, 2, 12, 5], 25, DType::F64)?;
+    let mask: Vec<f64> = (0..2 * 4 * 5)
+        .map(|i| if (i % 5) <= (i / 5) % 4 + 1 { 0.0 } else { -30.0 })
+        .collect();
+    let mask = Tensor::from_vec(mask, (2, 1, 4, 5), &Device::Cpu)?;
+    let op = |a: &[Tensor]| petl_ops::scale_add_mask(&a[0], 0.5, &a[1]);
+    check(
+        "scale_add_mask (grouped)",
+        &op,
+        &[x.clone(), mask.clone()],
+        &[true, false],
+        1e-6,
+    )?;
+    // Against broadcasting over an explicit group dimension.
+    let (x, mask) = (x.to_dtype(DType::F32)?, mask.to_dtype(DType::F32)?);
+    let fused = petl_ops::scale_add_mask(&x, 0.5, &mask)?;
+    let want = (x.reshape((2, 2, 3, 4, 5))? * 0.5)?
+        .broadcast_add(&mask.unsqueeze(2)?)?
+        .reshape((2, 2, 12, 5))?;
+    assert_eq!(
+        fused.flatten_all()?.to_vec1::<f32>()?,
+        want.flatten_all()?.to_vec1::<f32>()?
+    );
+    Ok(())
+}
+
+#[test]
+fn head_split_and_merge_match_reshape_and_transpose() -> Result<()> {
+    let split = |a: &[Tensor]| petl_ops::split_heads(&a[0], 3);
+    check(
+        "split_heads",
+        &split,
+        &[tensor(&[2, 5, 12], 26, DType::F64)?],
+        &[true],
+        1e-6,
+    )?;
+    let merge = |a: &[Tensor]| petl_ops::merge_heads(&a[0]);
+    check(
+        "merge_heads",
+        &merge,
+        &[tensor(&[2, 3, 5, 4], 27, DType::F64)?],
+        &[true],
+        1e-6,
+    )?;
+    let x = tensor(&[2, 5, 12], 28, DType::F32)?;
+    let heads = petl_ops::split_heads(&x, 3)?;
+    let want = x.reshape((2, 5, 3, 4))?.transpose(1, 2)?.contiguous()?;
+    assert_eq!(
+        heads.flatten_all()?.to_vec1::<f32>()?,
+        want.flatten_all()?.to_vec1::<f32>()?
+    );
+    let back = petl_ops::merge_heads(&heads)?;
+    assert_eq!(
+        back.flatten_all()?.to_vec1::<f32>()?,
+        x.flatten_all()?.to_vec1::<f32>()?
+    );
+    Ok(())
+}
+
+#[test]
+fn swiglu_matches_reference() -> Result<()> {
+    let op = |a: &[Tensor]| petl_ops::swiglu(&a[0], &a[1]);
+    let inputs = [
+        (tensor(&[3, 200], 29, DType::F64)? * 2.0)?,
+        tensor(&[3, 200], 30, DType::F64)?,
+    ];
+    check("swiglu", &op, &inputs, &[true, true], 1e-6)?;
+    check("swiglu (frozen up)", &op, &inputs, &[true, false], 1e-6)
+}

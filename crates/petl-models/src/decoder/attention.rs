@@ -69,10 +69,7 @@ impl SelfAttention {
         // they were new, and prefix keys are never rotated (as Hugging Face treats past keys).
         let q = petl_ops::rotary_heads(&q, nh, &pass.cos, &pass.sin)?;
         let k = petl_ops::rotary_heads(&k, self.num_kv_heads, &pass.cos, &pass.sin)?;
-        let v = v
-            .reshape((batch, seq, self.num_kv_heads, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let v = petl_ops::split_heads(&v, self.num_kv_heads)?;
         let (keys, values, prefix) = match kv {
             Kv::Discard | Kv::Record(_) => {
                 let (keys, values, prefix) = match hooks.kv_prefix(layer, Sublayer::Attention, batch, ctx)? {
@@ -106,29 +103,40 @@ impl SelfAttention {
         pass.check_window(total)?;
         let bias = pass.bias(prefix)?;
         // Grouped-query attention without copying keys: the query heads sharing a key head
-        // are stacked along the sequence, `[batch, kv_heads, group·seq, head_dim]`.
+        // are stacked along the rows, `[batch, kv_heads, group·seq, head_dim]`, and stay so
+        // through the mask and softmax (the mask's rows cycle through the queries).
         let group = nh / kv_heads;
-        let grouped = q.reshape((batch, kv_heads, group * seq, hd))?;
-        let scores = grouped.matmul(&keys.t()?)?.reshape((batch, nh, seq, total))?;
+        let grouped = |t: &Tensor, rows: usize, width: usize| -> Result<Tensor> {
+            Ok(if group == 1 {
+                t.clone()
+            } else {
+                t.reshape((batch, kv_heads, group * rows, width))?
+            })
+        };
+        let per_head = |t: &Tensor, width: usize| -> Result<Tensor> {
+            Ok(if group == 1 {
+                t.clone()
+            } else {
+                t.reshape((batch, nh, seq, width))?
+            })
+        };
+        let scores = grouped(&q, seq, hd)?.matmul(&keys.t()?)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = petl_ops::scale_add_mask(&scores, scale, &bias)?;
         let probs = petl_ops::softmax_last_dim(&scores)?;
         let probs = ctx.dropout(&self.probs_dropout, &probs)?;
-        let heads = probs
-            .reshape((batch, kv_heads, group * seq, total))?
-            .matmul(&values)?
-            .reshape((batch, nh, seq, hd))?;
+        let heads = per_head(&probs.matmul(&values)?, hd)?;
+        // Per query head, as the site promises; a view no gradient flows through unless a
+        // hook reads it.
+        let head_scores = per_head(&scores, total)?;
         let site = HeadsSite {
             sublayer: Sublayer::Attention,
             input: x,
             query: &q,
-            scores: &scores,
+            scores: &head_scores,
         };
         let heads = hooks.heads(layer, site, heads, ctx)?;
-        let merged = heads
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((batch, seq, nh * hd))?;
+        let merged = petl_ops::merge_heads(&heads)?;
         self.out.project(layer, Proj::AttnOut, &merged, hooks, ctx)
     }
 

@@ -4,7 +4,6 @@ use super::pass::Pass;
 use crate::base::{BaseLinear, BaseRmsNorm, Loader};
 use crate::{ForwardCtx, Hooks, Proj, Result, Sublayer};
 use candle_core::Tensor;
-use petl_ops::Activation;
 
 /// One pre-norm block (`LlamaDecoderLayer`): `h = x + Attn(RMSNorm(x))`, then
 /// `h + MLP(RMSNorm(h))` with the SwiGLU MLP `down(silu(gate·x) ⊙ up·x)`.
@@ -53,7 +52,7 @@ impl Block {
         let f = hooks.input(layer, Sublayer::Ffn, f, ctx)?;
         let gate = self.gate.project(layer, Proj::FfnGate, &f, hooks, ctx)?;
         let up = self.up.project(layer, Proj::FfnUp, &f, hooks, ctx)?;
-        let inner = (Activation::Silu.forward(&gate)? * up)?;
+        let inner = petl_ops::swiglu(&gate, &up)?;
         let down = self.down.project(layer, Proj::FfnDown, &inner, hooks, ctx)?;
         let down = hooks.output(layer, Sublayer::Ffn, &f, down, ctx)?;
         Ok((h + down)?)

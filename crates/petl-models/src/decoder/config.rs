@@ -187,6 +187,8 @@ struct RawConfig {
     pad_token_id: Option<u32>,
     #[serde(default = "default_tp")]
     pretraining_tp: usize,
+    #[serde(default)]
+    partial_rotary_factor: Option<f64>,
 }
 
 fn default_act() -> String {
@@ -238,6 +240,12 @@ impl DecoderConfig {
             return Err(invalid(
                 "pretraining_tp",
                 format!("{} is not supported (only 1)", raw.pretraining_tp),
+            ));
+        }
+        if raw.partial_rotary_factor.is_some_and(|f| f != 1.0) {
+            return Err(invalid(
+                "partial_rotary_factor",
+                "rotary embeddings on part of each head are not implemented",
             ));
         }
         for (field, v) in [
@@ -494,6 +502,11 @@ mod tests {
             (r#""vocab_size":49152"#, r#""vocab_size":0"#, "vocab_size"),
             (r#""rms_norm_eps":1e-05"#, r#""rms_norm_eps":0"#, "rms_norm_eps"),
             (r#""pretraining_tp":1"#, r#""pretraining_tp":2"#, "pretraining_tp"),
+            (
+                r#""use_cache":true"#,
+                r#""partial_rotary_factor":0.5"#,
+                "partial_rotary_factor",
+            ),
         ];
         for (from, to, field) in cases {
             let e = DecoderConfig::from_json(&SMOLLM2.replace(from, to))

@@ -30,9 +30,12 @@ pub use cache::DecoderCache;
 pub use config::{DecoderConfig, DecoderFamily, RopeConfig, RopeScaling};
 
 use crate::base::{BaseLinear, BaseParam, BaseRmsNorm, Loader};
+use crate::encoder::upstream_grad;
 use crate::model_dir::ModelDir;
 use crate::weights::{Checkpoint, Fingerprint};
-use crate::{BaseModel, ForwardCtx, Hooks, ModelError, ModelShape, Precision, Proj, Result};
+use crate::{
+    BaseModel, CheckpointedBackward, ForwardCtx, Hooks, ModelError, ModelShape, Precision, Proj, Result,
+};
 use attention::Kv;
 use block::Block;
 use candle_core::{DType, Device, Tensor};
@@ -354,6 +357,22 @@ impl DecoderModel {
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
     ) -> Result<(Tensor, Tensor, Layout)> {
+        let fresh = self.embed_fresh(input, hooks, ctx)?;
+        let mut x = fresh.embedded;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let kv = match record.as_deref_mut() {
+                Some(slots) => Kv::Record(&mut slots[i]),
+                None => Kv::Discard,
+            };
+            x = block.forward(i, &x, &fresh.pass, kv, hooks, ctx)?;
+        }
+        let hidden = self.norm.forward(&x, hooks, ctx)?;
+        Ok((hidden, fresh.mask, fresh.layout))
+    }
+
+    /// Validates a batch of fresh sequences and embeds it: the blocks' input, the mask over it
+    /// (prompt rows included) and the pass's tables.
+    fn embed_fresh(&self, input: &DecoderInput, hooks: &dyn Hooks, ctx: &mut ForwardCtx) -> Result<Fresh> {
         let (batch, seq) = input.input_ids.dims2()?;
         if batch == 0 || seq == 0 {
             return Err(ModelError::BadInput("empty batch".into()));
@@ -367,8 +386,8 @@ impl DecoderModel {
         let ids = input.input_ids.to_dtype(DType::U32)?;
         self.check_ids(&ids.flatten_all()?.to_vec1::<u32>()?)?;
         let words = self.embed_tokens(&ids, hooks, ctx)?;
-        let (mut x, mask) = hooks.embeddings(words, input.attention_mask.clone(), ctx)?;
-        let total = x.dim(1)?;
+        let (embedded, mask) = hooks.embeddings(words, input.attention_mask.clone(), ctx)?;
+        let total = embedded.dim(1)?;
         if total < seq || mask.dims() != [batch, total] {
             return Err(ModelError::BadInput(
                 "an embeddings hook may only prepend positions (to the embeddings and the mask alike)".into(),
@@ -385,15 +404,12 @@ impl DecoderModel {
             self.config.sliding_window,
             &self.device,
         )?;
-        for (i, block) in self.blocks.iter().enumerate() {
-            let kv = match record.as_deref_mut() {
-                Some(slots) => Kv::Record(&mut slots[i]),
-                None => Kv::Discard,
-            };
-            x = block.forward(i, &x, &pass, kv, hooks, ctx)?;
-        }
-        let hidden = self.norm.forward(&x, hooks, ctx)?;
-        Ok((hidden, mask, layout))
+        Ok(Fresh {
+            embedded,
+            mask,
+            layout,
+            pass,
+        })
     }
 
     /// An id past the vocabulary would make the lookup read outside the table.
@@ -416,6 +432,75 @@ impl DecoderModel {
             )));
         }
         Ok(())
+    }
+}
+
+/// A batch of fresh sequences, embedded: what every block of the pass shares.
+struct Fresh {
+    embedded: Tensor,
+    mask: Tensor,
+    layout: Layout,
+    pass: Pass,
+}
+
+impl DecoderModel {
+    /// Forward and backward with activation checkpointing per block, as
+    /// [`crate::EncoderModel::backward_checkpointed`]: the forward keeps only each block's input
+    /// and random stream, and the backward recomputes one block at a time, so the gradients are
+    /// those of the plain forward for one extra forward of the blocks.
+    ///
+    /// `tail` maps the last hidden state (after the final norm, as [`DecoderModel::forward`]
+    /// returns it) and its mask to the scalar loss (typically [`DecoderModel::logits_at`] and a
+    /// cross-entropy); gradients are returned for `vars`, summed over every place they are used.
+    pub fn backward_checkpointed(
+        &self,
+        input: &DecoderInput,
+        hooks: &dyn Hooks,
+        ctx: &mut ForwardCtx,
+        vars: &[&candle_core::Var],
+        tail: &mut dyn FnMut(&Tensor, &Tensor, &mut ForwardCtx) -> Result<Tensor>,
+    ) -> Result<CheckpointedBackward> {
+        let fresh = self.embed_fresh(input, hooks, ctx)?;
+        let mut saved = Vec::with_capacity(self.blocks.len());
+        let mut hidden = fresh.embedded.detach();
+        for (i, block) in self.blocks.iter().enumerate() {
+            saved.push((hidden.clone(), ctx.fork()));
+            hidden = block
+                .forward(i, &hidden, &fresh.pass, Kv::Discard, hooks, ctx)?
+                .detach();
+        }
+        let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let mut collect = |store: &candle_core::backprop::GradStore| -> Result<()> {
+            for (acc, var) in grads.iter_mut().zip(vars) {
+                if let Some(g) = store.get(var) {
+                    *acc = Some(match acc.take() {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        // The final norm belongs to the tail's graph: its (hookable) scale gets its gradient there.
+        let last = candle_core::Var::from_tensor(&hidden)?;
+        let normed = self.norm.forward(last.as_tensor(), hooks, ctx)?;
+        let loss = tail(&normed, &fresh.mask, ctx)?;
+        let store = loss.backward()?;
+        collect(&store)?;
+        let mut upstream = upstream_grad(&store, &last)?;
+        drop(store);
+        for (i, (input, mut block_ctx)) in saved.into_iter().enumerate().rev() {
+            let x = candle_core::Var::from_tensor(&input)?;
+            let y =
+                self.blocks[i].forward(i, x.as_tensor(), &fresh.pass, Kv::Discard, hooks, &mut block_ctx)?;
+            let store = (y * &upstream)?.sum_all()?.backward()?;
+            collect(&store)?;
+            upstream = upstream_grad(&store, &x)?;
+        }
+        if fresh.embedded.track_op() {
+            collect(&(fresh.embedded * &upstream)?.sum_all()?.backward()?)?;
+        }
+        Ok(CheckpointedBackward { loss, grads })
     }
 }
 

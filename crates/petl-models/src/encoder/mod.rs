@@ -286,7 +286,10 @@ impl EncoderModel {
 }
 
 /// The gradient reaching a recomputation's input (zeros if nothing depends on it).
-fn upstream_grad(store: &candle_core::backprop::GradStore, x: &candle_core::Var) -> Result<Tensor> {
+pub(crate) fn upstream_grad(
+    store: &candle_core::backprop::GradStore,
+    x: &candle_core::Var,
+) -> Result<Tensor> {
     Ok(match store.get(x) {
         Some(g) => g.clone(),
         None => x.as_tensor().zeros_like()?,

