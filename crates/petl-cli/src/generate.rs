@@ -27,7 +27,10 @@ pub(crate) fn gen_task_source(a: &TaskArgs) -> Result<Option<TaskSource>> {
         GenData::Xsum { path: path.clone() }
     } else if let Some(direction) = name.strip_prefix("wmt16-") {
         let Some(dir) = &a.data_dir else {
-            bail!("--task {name} needs --data-dir (the folder holding {}.en and .ro)", g.wmt_stem);
+            bail!(
+                "--task {name} needs --data-dir (the folder holding {}.en and .ro)",
+                g.wmt_stem
+            );
         };
         GenData::Wmt16 {
             dir: dir.clone(),
@@ -42,7 +45,9 @@ pub(crate) fn gen_task_source(a: &TaskArgs) -> Result<Option<TaskSource>> {
     };
     let task_name = match (&a.task, &g.prompt_file) {
         (Some(n), _) => n.clone(),
-        (None, Some(p)) => p.file_stem().map_or("prompts".into(), |s| s.to_string_lossy().into_owned()),
+        (None, Some(p)) => p
+            .file_stem()
+            .map_or("prompts".into(), |s| s.to_string_lossy().into_owned()),
         (None, None) => "generation".into(),
     };
     Ok(Some(TaskSource::Generation(Box::new(GenTask {
@@ -196,14 +201,18 @@ pub(crate) fn eval_generation(a: &EvalArgs, task: &GenTask) -> Result<()> {
     } else {
         GenTaskModel::from_artifact(&base, &artifact_dir(artifact))?
     };
-    let out = petl::train::generation::evaluate_task(&tm, task, a.max_len, a.eval_rows, a.batch_size, !a.json)?;
+    let out =
+        petl::train::generation::evaluate_task(&tm, task, a.max_len, a.eval_rows, a.batch_size, !a.json)?;
     if a.json {
         println!("{}", serde_json::to_string(&out.scores)?);
     } else {
         for (k, v) in &out.scores.0 {
             println!("{k:<10} {v:.2}");
         }
-        println!("decode     {:.1} tokens/s, {:.2} examples/s", out.tokens_per_s, out.examples_per_s);
+        println!(
+            "decode     {:.1} tokens/s, {:.2} examples/s",
+            out.tokens_per_s, out.examples_per_s
+        );
     }
     Ok(())
 }

@@ -131,15 +131,7 @@ impl PrefixBanks {
                     generator,
                     flat,
                 };
-                let bank = PrefixBank::create(
-                    index,
-                    spec,
-                    site,
-                    selected.clone(),
-                    width,
-                    heads,
-                    store,
-                )?;
+                let bank = PrefixBank::create(index, spec, site, selected.clone(), width, heads, store)?;
                 banks.push(bank);
             }
         }

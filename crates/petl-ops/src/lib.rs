@@ -54,8 +54,8 @@ mod norm;
 mod rotary;
 mod scores;
 mod softmax;
-mod token_loss;
 mod swiglu;
+mod token_loss;
 
 pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
@@ -68,5 +68,5 @@ pub use norm::{layer_norm, rms_norm};
 pub use rotary::rotary_heads;
 pub use scores::scale_add_mask;
 pub use softmax::{logsumexp_last_dim, sigmoid, softmax_last_dim};
-pub use token_loss::token_cross_entropy;
 pub use swiglu::swiglu;
+pub use token_loss::token_cross_entropy;

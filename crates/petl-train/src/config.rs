@@ -219,7 +219,10 @@ impl TrainConfig {
             return bad("lr", format!("{} is not a positive number", self.lr));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label_smoothing", format!("{} is not in [0, 1)", self.label_smoothing));
+            return bad(
+                "label_smoothing",
+                format!("{} is not in [0, 1)", self.label_smoothing),
+            );
         }
         if self.max_tokens == Some(0) {
             return bad("max_tokens", "must be at least 1".into());

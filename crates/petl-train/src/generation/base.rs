@@ -132,7 +132,10 @@ impl BaseModel for GenBase {
 /// `config.json`.
 fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
     if path.is_file() {
-        return Ok(path.extension().is_some_and(|e| e == "gguf").then(|| path.to_path_buf()));
+        return Ok(path
+            .extension()
+            .is_some_and(|e| e == "gguf")
+            .then(|| path.to_path_buf()));
     }
     if !path.is_dir() || path.join("config.json").is_file() {
         return Ok(None);
@@ -184,10 +187,7 @@ fn special_tokens(config: &DecoderConfig, tokenizer: &Tokenizer) -> SpecialToken
             eos.push(id);
         }
     }
-    let pad = config
-        .pad_token_id
-        .or_else(|| eos.first().copied())
-        .unwrap_or(0);
+    let pad = config.pad_token_id.or_else(|| eos.first().copied()).unwrap_or(0);
     SpecialTokens {
         bos: config.bos_token_id,
         eos,

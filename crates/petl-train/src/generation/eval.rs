@@ -101,7 +101,12 @@ fn score(predictions: &[GenPrediction], metric: TextMetric) -> Result<(Scores, f
     };
     match metric {
         TextMetric::Rouge => {
-            let types = [RougeType::Rouge1, RougeType::Rouge2, RougeType::RougeL, RougeType::RougeLsum];
+            let types = [
+                RougeType::Rouge1,
+                RougeType::Rouge2,
+                RougeType::RougeL,
+                RougeType::RougeLsum,
+            ];
             let scorer = RougeScorer::new(&types, true);
             let means = scorer.score_corpus(&refs, &hyps).map_err(metrics_error)?;
             for (t, s) in means {

@@ -76,7 +76,12 @@ impl<'m> GenTaskModel<'m> {
     /// The summed per-token loss of `batch` (cross-entropy with `label_smoothing` at every
     /// scored label) and the number of scored tokens. The LM head runs at the scored positions
     /// only: the prompt and padding never reach the vocabulary projection.
-    pub fn loss_sum(&self, batch: &CausalBatch, label_smoothing: f64, ctx: &mut ForwardCtx) -> Result<(Tensor, usize)> {
+    pub fn loss_sum(
+        &self,
+        batch: &CausalBatch,
+        label_smoothing: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, usize)> {
         let device = self.base.device();
         let (rows, seq) = (batch.batch_size, batch.seq_len);
         let input = DecoderInput::from_host(&batch.input_ids, &batch.attention_mask, rows, seq, device)?;
@@ -122,7 +127,9 @@ impl<'m> GenTaskModel<'m> {
             hooks: &self.delta,
         };
         let generator = Generator::new(&stepper, config).map_err(generation_error)?;
-        generator.generate_streaming(prompts, sink).map_err(generation_error)
+        generator
+            .generate_streaming(prompts, sink)
+            .map_err(generation_error)
     }
 
     /// What an artifact stores: the delta in its stored form.
@@ -194,7 +201,10 @@ impl<'m> GenTaskModel<'m> {
                 Some(shape) => {
                     return Err(TrainError::Config {
                         field: "artifact",
-                        reason: format!("tensor {name} has shape {:?}; the method makes {shape:?}", t.dims()),
+                        reason: format!(
+                            "tensor {name} has shape {:?}; the method makes {shape:?}",
+                            t.dims()
+                        ),
                     })
                 }
                 None => {
@@ -252,7 +262,11 @@ impl StepModel for Stepper<'_> {
         Ok((cache, rows_of(&logits)?))
     }
 
-    fn step(&self, cache: &mut DecoderCache, tokens: &[u32]) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
+    fn step(
+        &self,
+        cache: &mut DecoderCache,
+        tokens: &[u32],
+    ) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
         let logits = self
             .base
             .decoder()

@@ -2,7 +2,8 @@
 
 use crate::{Result, TrainError};
 use petl_data::{
-    read_gen_jsonl, read_wmt16_en_ro, read_xsum, EnRoDirection, GenDataset, GenKind, JsonlFields, PromptTemplate,
+    read_gen_jsonl, read_wmt16_en_ro, read_xsum, EnRoDirection, GenDataset, GenKind, JsonlFields,
+    PromptTemplate,
 };
 use petl_generate::GenerationConfig;
 use serde::{Deserialize, Serialize};

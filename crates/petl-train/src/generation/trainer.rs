@@ -10,7 +10,10 @@ use crate::step::{add_gradients, optimizer_step, Accumulated, Optimizers, StepOu
 use crate::trainer::{format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
-use petl_data::{collate_causal, plan_batches, plan_token_batches, BatchOrder, CausalEncoded, CausalLmEncoder, CausalLmSpec};
+use petl_data::{
+    collate_causal, plan_batches, plan_token_batches, BatchOrder, CausalEncoded, CausalLmEncoder,
+    CausalLmSpec,
+};
 use petl_models::BaseModel;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -187,9 +190,18 @@ pub fn train_generation(
                 max_grad_norm: t.max_grad_norm,
                 checkpoint: false,
             };
-            let StepOutcome { loss, grad_norm, .. } = optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
-                token_weighted_passes(&tm, &train_enc, micro, base.special().pad, t.label_smoothing, scale, ctx)
-            })?;
+            let StepOutcome { loss, grad_norm, .. } =
+                optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
+                    token_weighted_passes(
+                        &tm,
+                        &train_enc,
+                        micro,
+                        base.special().pad,
+                        t.label_smoothing,
+                        scale,
+                        ctx,
+                    )
+                })?;
             step += 1;
             examples_seen += micro.iter().map(Vec::len).sum::<usize>();
             train_seconds += started.elapsed().as_secs_f64();
@@ -354,7 +366,11 @@ fn token_weighted_passes(
         let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
         let loss = (sum / total.max(1) as f64)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
-        let scaled = if loss_scale == 1.0 { loss } else { (loss * loss_scale)? };
+        let scaled = if loss_scale == 1.0 {
+            loss
+        } else {
+            (loss * loss_scale)?
+        };
         add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
     }
     Ok(Accumulated {
