@@ -24,7 +24,7 @@ pub enum Command {
     /// Train a method on a task; writes a run directory.
     Train(Box<TrainArgs>),
     /// Evaluate a saved artifact on a task's dev (or other) split.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Predict labels for text given on the command line or on stdin.
     Predict(PredictArgs),
     /// Train a grid of runs from a sweep file: a base configuration and axes of values.

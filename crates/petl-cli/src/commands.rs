@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart(a) => quickstart(a, quiet),
         Command::Train(a) => train(*a, quiet),
-        Command::Eval(a) => eval(a),
+        Command::Eval(a) => eval(*a),
         Command::Predict(a) => predict(a),
         Command::Sweep(a) => crate::sweep::sweep(a, quiet),
         Command::Methods(a) => crate::design::methods(a),

@@ -156,16 +156,17 @@ pub(crate) fn generate(a: GenerateArgs, quiet: bool) -> Result<()> {
         }
         let decode = |t: &[u32]| base.tokenizer().decode(t, true).unwrap_or_default();
         let mut detok = IncrementalDetokenizer::new(&decode);
-        let mut out = stdout.lock();
-        let mut sink = |_row: usize, token: u32| {
-            let piece = detok.push(token);
-            if !piece.is_empty() {
-                let _ = write!(out, "{piece}");
-                let _ = out.flush();
-            }
+        let generated = {
+            let mut out = stdout.lock();
+            let mut sink = |_row: usize, token: u32| {
+                let piece = detok.push(token);
+                if !piece.is_empty() {
+                    let _ = write!(out, "{piece}");
+                    let _ = out.flush();
+                }
+            };
+            tm.generate(&[ids.as_slice()], &config, &mut sink)?
         };
-        let generated = tm.generate(&[ids.as_slice()], &config, &mut sink)?;
-        drop(sink);
         let tail = detok.finish();
         let mut out = stdout.lock();
         write!(out, "{tail}")?;

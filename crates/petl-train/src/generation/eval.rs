@@ -38,18 +38,34 @@ pub struct GenEvalOutcome {
     pub tokens_per_s: f64,
 }
 
-/// Decodes every example's prompt (at most `max_prompt_len` tokens, the instruction kept)
-/// with `config`, `batch_size` prompts at a time, and scores the outputs with `metric`.
+/// How an evaluation decodes and scores.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalSettings<'a> {
+    /// The scoring metric.
+    pub metric: TextMetric,
+    /// Decoding.
+    pub config: &'a GenerationConfig,
+    /// Prompts decoded together.
+    pub batch_size: usize,
+    /// Longest prompt in tokens (over-long sources are cut, the instruction kept).
+    pub max_prompt_len: usize,
+}
+
+/// Decodes every example's prompt with `settings` and scores the outputs, advancing `bar`
+/// by one per example.
 pub fn evaluate_generation(
     tm: &GenTaskModel<'_>,
     encoder: &CausalLmEncoder,
     examples: &[GenExample],
-    metric: TextMetric,
-    config: &GenerationConfig,
-    batch_size: usize,
-    max_prompt_len: usize,
+    settings: EvalSettings<'_>,
     bar: &ProgressBar,
 ) -> Result<GenEvalOutcome> {
+    let EvalSettings {
+        metric,
+        config,
+        batch_size,
+        max_prompt_len,
+    } = settings;
     let started = Instant::now();
     let prompts = encoder.encode_prompts(examples, max_prompt_len)?;
     // Similar lengths together: left padding costs as much compute as real tokens.

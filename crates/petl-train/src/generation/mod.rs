@@ -17,7 +17,7 @@ mod task;
 mod trainer;
 
 pub use base::{GenBase, SpecialTokens};
-pub use eval::{evaluate_generation, GenEvalOutcome, GenPrediction};
+pub use eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
 pub use model::GenTaskModel;
 pub use task::{GenData, GenTask, TextMetric};
 pub use trainer::{evaluate_task, train_generation, GenRunSummary};

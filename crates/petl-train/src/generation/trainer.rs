@@ -2,7 +2,7 @@
 //! targets, evaluation by decoding, the best state kept as an artifact.
 
 use super::base::GenBase;
-use super::eval::{evaluate_generation, GenEvalOutcome, GenPrediction};
+use super::eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
 use super::model::GenTaskModel;
 use super::task::GenTask;
 use crate::log::{JsonlLog, LogRecord};
@@ -130,16 +130,13 @@ pub fn train_generation(
     let evaluate = |tm: &GenTaskModel<'_>, what: &str| -> Result<GenEvalOutcome> {
         let bar = progress_bar(opts.progress, dev_set.len() as u64, 0);
         bar.set_message(what.to_string());
-        let out = evaluate_generation(
-            tm,
-            &encoder,
-            &dev_set.examples,
+        let settings = EvalSettings {
             metric,
-            &generation,
-            t.eval_batch_size,
-            max_prompt,
-            &bar,
-        );
+            config: &generation,
+            batch_size: t.eval_batch_size,
+            max_prompt_len: max_prompt,
+        };
+        let out = evaluate_generation(tm, &encoder, &dev_set.examples, settings, &bar);
         bar.finish_and_clear();
         out
     };
@@ -302,16 +299,13 @@ pub fn evaluate_task(
     let generation = task.generation(&base.special().eos);
     let max_prompt = max_len.min(base.max_positions()) - generation.max_new_tokens.min(max_len / 2);
     let bar = progress_bar(progress, dev_set.len() as u64, 0);
-    let out = evaluate_generation(
-        tm,
-        &encoder,
-        &dev_set.examples,
-        task.metric(&dev_set.kind),
-        &generation,
+    let settings = EvalSettings {
+        metric: task.metric(&dev_set.kind),
+        config: &generation,
         batch_size,
-        max_prompt,
-        &bar,
-    );
+        max_prompt_len: max_prompt,
+    };
+    let out = evaluate_generation(tm, &encoder, &dev_set.examples, settings, &bar);
     bar.finish_and_clear();
     out
 }
