@@ -359,7 +359,7 @@ pub struct DecodeArgs {
     pub top_p: f64,
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub sample_seed: u64,
     /// Never repeat an n-gram of this size (0: off).
     #[arg(long, default_value_t = 0)]
     pub no_repeat_ngram: usize,

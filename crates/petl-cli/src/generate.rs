@@ -71,7 +71,7 @@ pub(crate) fn decode_config(d: &DecodeArgs, default_new_tokens: usize) -> Result
             temperature,
             top_k: d.top_k,
             top_p: d.top_p,
-            seed: d.seed,
+            seed: d.sample_seed,
         }),
         (beams, None) => Strategy::Beam(BeamConfig {
             num_beams: beams,
