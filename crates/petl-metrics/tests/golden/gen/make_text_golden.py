@@ -3,7 +3,7 @@
 
 Run from anywhere with the reference environment:
 
-    /work/main/.venv-ref/bin/python crates/petl-metrics/tests/golden/gen/make_text_golden.py
+    "$(scripts/python-env.sh | tail -n1)" crates/petl-metrics/tests/golden/gen/make_text_golden.py
 
 Reference packages: rouge-score 0.1.2 (with nltk's PorterStemmer in its default
 NLTK_EXTENSIONS mode, which is what rouge-score instantiates) and sacrebleu 2.6.0.

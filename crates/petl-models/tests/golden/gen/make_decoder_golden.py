@@ -51,7 +51,7 @@ Written under --out (normally crates/petl-models/tests/golden):
   directory, which the ignored Rust test `smollm2_matches_transformers` loads (PETL_SMOLLM2_DIR).
 
 Usage:
-  PY=$(scripts/python-env.sh | tail -n1)     # /work/main/.venv-ref/bin/python
+  PY=$(scripts/python-env.sh | tail -n1)
   $PY crates/petl-models/tests/golden/gen/make_decoder_golden.py --out crates/petl-models/tests/golden \\
       [--smollm2 ~/.cache/petl/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf [--smollm2-hf-out /tmp/smollm2-hf]]
 """

@@ -48,7 +48,7 @@ Every golden.safetensors carries string metadata: torch / transformers / peft ve
 attention implementation, the inputs (JSON) and the sha256 of model.safetensors.
 
 Usage:
-  PY=$(scripts/python-env.sh | tail -n1)      # or /work/main/.venv-ref/bin/python
+  PY=$(scripts/python-env.sh | tail -n1)
   $PY crates/petl-models/tests/golden/gen/make_seq2seq_golden.py --out crates/petl-models/tests/golden
 """
 
