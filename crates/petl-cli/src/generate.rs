@@ -137,19 +137,27 @@ pub(crate) fn generate(a: GenerateArgs, quiet: bool) -> Result<()> {
         None => std::io::stdin().lock().lines().collect::<std::io::Result<_>>()?,
     };
     let stdout = std::io::stdout();
+    let seq2seq = base.is_encoder_decoder();
+    if seq2seq && a.chat {
+        bail!(
+            "--chat wraps the prompt in chat turns for a decoder-only model; {} reads its source as is",
+            base.model_type()
+        );
+    }
     for prompt in prompts {
         let text = if a.chat {
             format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n")
         } else {
             prompt.clone()
         };
+        // An encoder's source is framed by the tokenizer's own special tokens (BART `<s> … </s>`).
         let mut ids = base
             .tokenizer()
-            .encode(text, false)
+            .encode(text, seq2seq)
             .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
             .get_ids()
             .to_vec();
-        if !a.chat {
+        if !a.chat && !seq2seq {
             if let Some(bos) = base.special().bos {
                 ids.insert(0, bos);
             }

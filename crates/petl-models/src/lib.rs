@@ -31,6 +31,7 @@ mod head;
 mod hooks;
 mod model_dir;
 mod params;
+mod positions;
 mod precision;
 mod row_groups;
 mod seq2seq;

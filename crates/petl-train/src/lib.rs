@@ -17,6 +17,7 @@
 //! `artifact/` (the best trainable state) and the current resumable checkpoint.
 #![deny(missing_docs)]
 
+mod artifact_io;
 pub mod bench;
 mod checkpoint;
 mod config;

@@ -1,8 +1,8 @@
 //! A task model: one shared frozen base plus one task's delta and head.
 
+use crate::artifact_io::{self, bad_meta, ArtifactRecord, StoredDelta};
 use crate::{Result, TrainError};
 use candle_core::Tensor;
-use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
 use petl_data::{collate, plan_batches, Batch, BatchLabels, BatchOrder, Encoded, Label, TaskSpec};
 use petl_methods::{Delta, Method};
 use petl_metrics::{Predictions, Scores};
@@ -101,16 +101,7 @@ impl<'m> TaskModel<'m> {
             .map(|(n, _)| n.to_string())
             .filter(|n| !before.contains(n))
             .collect();
-        let value_dtype = method
-            .deltas
-            .iter()
-            .find_map(|d| match &d.form {
-                petl_methods::Form::Diff {
-                    projection: Some(p), ..
-                } => Some(p.value_dtype),
-                _ => None,
-            })
-            .unwrap_or(ValueDType::F32);
+        let value_dtype = crate::artifact_io::value_dtype_of(method);
         Ok(Self {
             model,
             spec,
@@ -173,17 +164,8 @@ impl<'m> TaskModel<'m> {
     /// `docs/artifact-format.md`): a wrong field, a missing, extra or mis-shaped tensor is an
     /// error naming it.
     pub fn from_artifact(model: &'m EncoderModel, dir: &Path) -> Result<Self> {
-        let (meta, tensors) = petl_artifact::load(dir, model.fingerprint(), model.device())?;
-        let bad_meta = |message: String| {
-            TrainError::Artifact(petl_artifact::ArtifactError::BadMeta {
-                path: dir.join("artifact.json"),
-                message,
-            })
-        };
-        let method = read_method(&meta.method).map_err(|reason| TrainError::Config {
-            field: "method",
-            reason: format!("artifact {} has an unusable method: {reason}", dir.display()),
-        })?;
+        let stored = StoredDelta::read(dir, model, &model.config().model_type)?;
+        let meta = &stored.meta;
         let spec: TaskSpec = serde_json::from_value(meta.task.clone()).map_err(|e| TrainError::Config {
             field: "task",
             reason: format!(
@@ -193,91 +175,36 @@ impl<'m> TaskModel<'m> {
         })?;
         if let Some(labels) = spec.labels() {
             if labels.is_empty() {
-                return Err(bad_meta("`task` has no labels".into()));
+                return Err(bad_meta(dir, "`task` has no labels".into()));
             }
             let mut seen = std::collections::BTreeSet::new();
             if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
-                return Err(bad_meta(format!("`task` lists label {dup:?} twice")));
+                return Err(bad_meta(dir, format!("`task` lists label {dup:?} twice")));
             }
         }
         if meta.num_outputs != spec.num_outputs() {
-            return Err(bad_meta(format!(
-                "`num_outputs` is {}, but the task `{}` has {} outputs",
-                meta.num_outputs,
-                spec.name,
-                spec.num_outputs()
-            )));
-        }
-        if meta.base_model_type != model.config().model_type {
-            return Err(bad_meta(format!(
-                "`base_model_type` is {:?}, but the base model (fingerprint {}) is {:?}",
-                meta.base_model_type,
-                model.fingerprint(),
-                model.config().model_type
-            )));
-        }
-        if meta.base_params != model.num_base_params() {
-            return Err(bad_meta(format!(
-                "`base_params` is {}, but the base model has {}",
-                meta.base_params,
-                model.num_base_params()
-            )));
-        }
-        let wants_sparse = method
-            .deltas
-            .iter()
-            .any(|d| d.form == petl_methods::Form::SparseDiff {});
-        match (wants_sparse, &meta.sparse_diff) {
-            (true, None) => {
-                return Err(bad_meta(
-                    "the method has a sparse_diff delta but `sparse_diff` names no file".into(),
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(bad_meta(
-                    "`sparse_diff` names a file, but the method has no sparse_diff delta".into(),
-                ))
-            }
-            _ => {}
-        }
-        if meta.format_version >= 2 && method.has_reparam() {
             return Err(bad_meta(
-                "`method` has a prefix generator (`reparam`); artifacts store the generated prefixes".into(),
+                dir,
+                format!(
+                    "`num_outputs` is {}, but the task `{}` has {} outputs",
+                    meta.num_outputs,
+                    spec.name,
+                    spec.num_outputs()
+                ),
             ));
         }
-        let sparse = petl_artifact::load_sparse(dir, &meta)?;
         let mut tm = Self::with_sparse_diff(
             model,
-            &method,
+            &stored.method,
             spec,
             meta.pooling,
             0,
-            sparse.as_ref().map(|d| &d.diff),
+            stored.sparse.as_ref().map(|d| &d.diff),
         )?;
-        if let Some(d) = &sparse {
+        if let Some(d) = &stored.sparse {
             tm.value_dtype = d.dtype;
         }
-        // The sparse diff's values were set from its own file when the delta was built.
-        let mut tensors = tensors;
-        for (name, var) in tm.store.iter() {
-            if tm.delta.is_sparse_param(name) && !tensors.contains_key(name) {
-                tensors.insert(name.to_string(), var.as_tensor().copy()?);
-            }
-        }
-        check_tensors(&tm.store, &tensors, &method.name).map_err(|message| {
-            TrainError::Artifact(petl_artifact::ArtifactError::BadWeights {
-                path: dir.join("weights.safetensors"),
-                message,
-            })
-        })?;
-        if meta.format_version >= 2 && meta.trainable_params < tm.store.num_elements() {
-            return Err(bad_meta(format!(
-                "`trainable_params` is {}, fewer than the {} the stored method has",
-                meta.trainable_params,
-                tm.store.num_elements()
-            )));
-        }
-        tm.store.assign(&tensors)?;
+        stored.fill(&tm.store, &tm.delta, dir)?;
         Ok(tm)
     }
 
@@ -290,38 +217,18 @@ impl<'m> TaskModel<'m> {
     /// Writes the stored state as an artifact directory; returns the sparse diff file's size
     /// report when the method stores one.
     pub fn save_artifact(&self, dir: &Path) -> Result<Option<petl_sparse::SizeReport>> {
-        let tensors = self.stored_tensors()?;
-        let (sparse, report) = match self.delta.sparse_diff()? {
-            Some(diff) => {
-                let (meta, report) = petl_artifact::save_sparse(dir, &diff, self.value_dtype)?;
-                (Some(meta), Some(report))
-            }
-            None => (None, None),
-        };
-        let sparse_nnz = sparse.as_ref().map_or(0, |s| s.nnz as usize);
-        let method = self.delta.method().ejected();
-        let meta = ArtifactMeta {
-            format_version: FORMAT_VERSION,
-            petl_version: env!("CARGO_PKG_VERSION").to_string(),
-            method: serde_json::to_value(&method).map_err(|e| TrainError::Config {
-                field: "method",
-                reason: e.to_string(),
-            })?,
+        let record = ArtifactRecord {
             task: serde_json::to_value(&self.spec).map_err(|e| TrainError::Config {
                 field: "task",
                 reason: e.to_string(),
             })?,
             num_outputs: self.head.num_outputs(),
             pooling: self.head.pooling(),
-            base_fingerprint: self.model.fingerprint().clone(),
-            base_model_type: self.model.config().model_type.clone(),
-            trainable_params: self.store.num_elements(),
-            stored_params: tensors.values().map(Tensor::elem_count).sum::<usize>() + sparse_nnz,
-            base_params: self.model.num_base_params(),
-            sparse_diff: sparse,
+            base: self.model,
+            base_model_type: &self.model.config().model_type,
+            value_dtype: self.value_dtype,
         };
-        petl_artifact::save(dir, &meta, &tensors)?;
-        Ok(report)
+        artifact_io::write(dir, &self.delta, &self.store, record)
     }
 
     /// The base model.
@@ -593,14 +500,6 @@ pub(crate) fn check_tensors(
         ));
     }
     Ok(())
-}
-
-/// A method recorded in an artifact: a full configuration, or (format 1) a preset name.
-fn read_method(value: &serde_json::Value) -> std::result::Result<Method, String> {
-    match value {
-        serde_json::Value::String(name) => petl_methods::preset(name).map_err(|e| e.to_string()),
-        other => serde_json::from_value(other.clone()).map_err(|e| e.to_string()),
-    }
 }
 
 fn unlabelled() -> TrainError {

@@ -316,23 +316,7 @@ impl DecoderModel {
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
-        let (batch, seq, d) = hidden.dims3()?;
-        if positions.is_empty() {
-            return Err(ModelError::BadInput(
-                "logits_at needs at least one position".into(),
-            ));
-        }
-        let mut index = Vec::with_capacity(positions.len());
-        for &(row, pos) in positions {
-            if row >= batch || pos >= seq {
-                return Err(ModelError::BadInput(format!(
-                    "position ({row}, {pos}) is outside the hidden states [{batch}, {seq}]"
-                )));
-            }
-            index.push((row * seq + pos) as u32);
-        }
-        let index = Tensor::from_vec(index, positions.len(), hidden.device())?;
-        let picked = hidden.reshape((batch * seq, d))?.index_select(&index, 0)?;
+        let picked = crate::positions::gather_positions(hidden, positions)?;
         self.lm_logits(&picked, hooks, ctx)
     }
 

@@ -293,6 +293,19 @@ impl Seq2SeqModel {
         Ok(y.broadcast_add(&self.logits_bias)?)
     }
 
+    /// LM logits `[positions.len(), vocab]` of the decoder hidden states `[batch, t, d]` at
+    /// `(row, position)` pairs: the head only where a loss is scored.
+    pub fn logits_at(
+        &self,
+        hidden: &Tensor,
+        positions: &[(usize, usize)],
+        hooks: &dyn Hooks,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Tensor> {
+        let picked = crate::positions::gather_positions(hidden, positions)?;
+        self.lm_logits(&picked, hooks, ctx)
+    }
+
     /// Starts decoding: runs `decoder_start` `[batch, t]` (t ≥ 1, e.g. BART's
     /// `[[decoder_start_token_id]]` per row) over `encoded` and returns the cache and the
     /// next-token logits of each row `[batch, vocab]`.

@@ -1,10 +1,11 @@
 //! Decoding a dataset and scoring it against its references.
 
+use super::codec::TextCodec;
 use super::model::GenTaskModel;
 use super::task::TextMetric;
 use crate::{Result, TrainError};
 use indicatif::ProgressBar;
-use petl_data::{CausalLmEncoder, GenExample};
+use petl_data::GenExample;
 use petl_generate::{GenerationConfig, NoSink};
 use petl_metrics::{corpus_bleu, BleuOptions, RougeScorer, RougeType, Scores};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,8 @@ pub struct EvalSettings<'a> {
     pub config: &'a GenerationConfig,
     /// Prompts decoded together.
     pub batch_size: usize,
-    /// Longest prompt in tokens (over-long sources are cut, the instruction kept).
+    /// Longest prompt in tokens (over-long sources are cut, the instruction kept); an
+    /// encoder-decoder's sources are cut to the codec's source length instead.
     pub max_prompt_len: usize,
 }
 
@@ -55,7 +57,7 @@ pub struct EvalSettings<'a> {
 /// by one per example.
 pub fn evaluate_generation(
     tm: &GenTaskModel<'_>,
-    encoder: &CausalLmEncoder,
+    codec: &TextCodec,
     examples: &[GenExample],
     settings: EvalSettings<'_>,
     bar: &ProgressBar,
@@ -67,7 +69,7 @@ pub fn evaluate_generation(
         max_prompt_len,
     } = settings;
     let started = Instant::now();
-    let prompts = encoder.encode_prompts(examples, max_prompt_len)?;
+    let prompts = codec.prompts(examples, max_prompt_len)?;
     // Similar lengths together: left padding costs as much compute as real tokens.
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));

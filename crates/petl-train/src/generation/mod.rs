@@ -1,22 +1,26 @@
 //! Text generation tasks — summarization, translation, prompt → response — on decoder-only
-//! base models (Llama family), trained with the same design-space methods and optimizer step
-//! as classification.
+//! (Llama family) and encoder-decoder (BART, mBART) base models, trained with the same
+//! design-space methods and optimizer step as classification.
 //!
 //! - [`GenTask`]: where the data is, how a prompt is built, how evaluation decodes.
 //! - [`GenBase`]: a loaded generation base and its tokenizer (a Hugging Face directory or a
 //!   GGUF file).
+//! - [`TextCodec`]: how the task's text becomes token ids for that base.
 //! - [`GenTaskModel`]: the base with one task's delta: the language-modelling loss on target
 //!   tokens only, and decoding through `petl-generate`.
 //! - [`evaluate_generation`]: decode a dataset and score it (ROUGE or BLEU).
 //! - [`train_generation`]: the loop `petl train` runs for a generation task.
 
 mod base;
+mod codec;
 mod eval;
 mod model;
+mod stepper;
 mod task;
 mod trainer;
 
-pub use base::{GenBase, SpecialTokens};
+pub use base::{GenArch, GenBase, Seq2SeqFormat, SpecialTokens};
+pub use codec::{EncodedSet, GenBatch, TextCodec};
 pub use eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
 pub use model::GenTaskModel;
 pub use task::{GenData, GenTask, TextMetric};

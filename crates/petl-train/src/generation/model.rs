@@ -1,14 +1,18 @@
 //! One generation task's trainable state on a shared base: the language-modelling loss and
 //! decoding.
 
-use super::base::GenBase;
+use super::base::{GenArch, GenBase, Seq2SeqFormat};
+use super::codec::GenBatch;
+use super::stepper::{DecoderStepper, Seq2SeqStepper};
+use super::task::GenTask;
+use crate::artifact_io::{self, bad_meta, ArtifactRecord, StoredDelta};
 use crate::{Result, TrainError};
-use candle_core::{Device, Tensor};
-use petl_artifact::{ArtifactMeta, FORMAT_VERSION};
-use petl_data::{CausalBatch, IGNORE_INDEX};
+use candle_core::Tensor;
+use petl_data::{CausalBatch, Seq2SeqBatch, IGNORE_INDEX};
 use petl_generate::{GenerateError, Generation, GenerationConfig, Generator, StepModel, TokenSink};
 use petl_methods::{Delta, Method};
-use petl_models::{BaseModel, DecoderCache, DecoderInput, ForwardCtx, Hooks, ModelError, ParamStore};
+use petl_models::{BaseModel, DecoderInput, ForwardCtx, ModelError, ParamStore, Seq2SeqInput};
+use petl_sparse::{SizeReport, SparseDiff, ValueDType};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -21,18 +25,43 @@ pub struct GenTaskModel<'m> {
     delta: Delta,
     /// The task description an artifact records.
     task: serde_json::Value,
+    /// How targets are laid out, for an encoder-decoder base.
+    format: Option<Seq2SeqFormat>,
+    /// How a sparse diff's values are stored.
+    value_dtype: ValueDType,
 }
 
 impl<'m> GenTaskModel<'m> {
-    /// A fresh delta of `method` on `base`, initialised from `seed`.
+    /// A fresh delta of `method` on `base`, initialised from `seed`. `task` is what the
+    /// artifact records (`{"kind": "generation", "task": …}`); a translation task's target
+    /// language picks mBART's language code.
     pub fn new(base: &'m GenBase, method: &Method, task: serde_json::Value, seed: u64) -> Result<Self> {
+        Self::with_sparse_diff(base, method, task, seed, None)
+    }
+
+    /// [`GenTaskModel::new`] with the sparse diff's positions and values given (a method with a
+    /// `sparse_diff` delta needs them).
+    pub fn with_sparse_diff(
+        base: &'m GenBase,
+        method: &Method,
+        task: serde_json::Value,
+        seed: u64,
+        sparse: Option<&SparseDiff>,
+    ) -> Result<Self> {
         let mut store = ParamStore::new(base.device(), seed);
-        let delta = Delta::build(method, base, &mut store)?;
+        let delta = Delta::build_with_diff(method, base, &mut store, sparse)?;
+        let target_language = task
+            .get("task")
+            .and_then(|t| serde_json::from_value::<GenTask>(t.clone()).ok())
+            .and_then(|t| t.target_language().map(str::to_string));
+        let format = base.seq2seq_format(target_language.as_deref())?;
         Ok(Self {
             base,
             store,
             delta,
             task,
+            format,
+            value_dtype: artifact_io::value_dtype_of(method),
         })
     }
 
@@ -65,6 +94,16 @@ impl<'m> GenTaskModel<'m> {
         &self.store
     }
 
+    /// The task description an artifact records.
+    pub fn task(&self) -> &serde_json::Value {
+        &self.task
+    }
+
+    /// Sets how a sparse diff's values are written.
+    pub fn set_value_dtype(&mut self, dtype: ValueDType) {
+        self.value_dtype = dtype;
+    }
+
     /// The parameters and delta an optimizer step updates.
     pub(crate) fn trained(&self) -> crate::step::Trained<'_> {
         crate::step::Trained {
@@ -75,106 +114,146 @@ impl<'m> GenTaskModel<'m> {
 
     /// The summed per-token loss of `batch` (cross-entropy with `label_smoothing` at every
     /// scored label) and the number of scored tokens. The LM head runs at the scored positions
-    /// only: the prompt and padding never reach the vocabulary projection.
+    /// only: prompts and padding never reach the vocabulary projection.
     pub fn loss_sum(
         &self,
-        batch: &CausalBatch,
+        batch: &GenBatch,
         label_smoothing: f64,
         ctx: &mut ForwardCtx,
     ) -> Result<(Tensor, usize)> {
-        let device = self.base.device();
-        let (rows, seq) = (batch.batch_size, batch.seq_len);
-        let input = DecoderInput::from_host(&batch.input_ids, &batch.attention_mask, rows, seq, device)?;
-        let decoder = self.base.decoder();
-        let out = decoder.forward(&input, &self.delta, ctx)?;
-        // Prompt tuning prepends rows; the text's positions move along by as many.
-        let shift = out.hidden.dim(1)? - seq;
-        let mut positions = Vec::with_capacity(batch.target_tokens);
-        let mut targets = Vec::with_capacity(batch.target_tokens);
-        for row in 0..rows {
-            for t in 1..seq {
-                let label = batch.labels[row * seq + t];
-                if label != IGNORE_INDEX {
-                    // The logits at t − 1 predict the token at t.
-                    positions.push((row, shift + t - 1));
-                    targets.push(label as u32);
-                }
+        let (logits, targets) = match (self.base.arch(), batch) {
+            (GenArch::Decoder(model), GenBatch::Causal(b)) => self.causal_logits(model, b, ctx)?,
+            (GenArch::Seq2Seq(model), GenBatch::Seq2Seq(b)) => self.seq2seq_logits(model, b, ctx)?,
+            _ => {
+                return Err(TrainError::Config {
+                    field: "data",
+                    reason: format!(
+                        "the batch was encoded for another architecture than the base's ({})",
+                        self.base.model_type()
+                    ),
+                })
             }
-        }
-        if positions.is_empty() {
-            return Err(TrainError::Config {
-                field: "data",
-                reason: "a training batch has no target tokens (every label is masked)".into(),
-            });
-        }
-        let logits = decoder.logits_at(&out.hidden, &positions, &self.delta, ctx)?;
+        };
         let n = targets.len();
-        let targets = Tensor::from_vec(targets, n, device)?;
+        let targets = Tensor::from_vec(targets, n, self.base.device())?;
         let losses = petl_ops::token_cross_entropy(&logits, &targets, label_smoothing)?;
         Ok((losses.sum_all()?, n))
     }
 
-    /// Decodes continuations of `prompts` with this task's delta, sending tokens to `sink` as
-    /// they are chosen.
+    /// Decoder-only: logits at t − 1 predict the token at t.
+    fn causal_logits(
+        &self,
+        model: &petl_models::DecoderModel,
+        batch: &CausalBatch,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, Vec<u32>)> {
+        let (rows, seq) = (batch.batch_size, batch.seq_len);
+        let input = DecoderInput::from_host(
+            &batch.input_ids,
+            &batch.attention_mask,
+            rows,
+            seq,
+            self.base.device(),
+        )?;
+        let out = model.forward(&input, &self.delta, ctx)?;
+        // Prompt tuning prepends rows; the text's positions move along by as many.
+        let shift = out.hidden.dim(1)? - seq;
+        let (positions, targets) = scored(&batch.labels, rows, seq, 1)?;
+        let positions: Vec<(usize, usize)> = positions.into_iter().map(|(r, t)| (r, shift + t)).collect();
+        let logits = model.logits_at(&out.hidden, &positions, &self.delta, ctx)?;
+        Ok((logits, targets))
+    }
+
+    /// Encoder-decoder: the decoder's logits at t are scored against the label at t (its
+    /// inputs are the labels shifted right).
+    fn seq2seq_logits(
+        &self,
+        model: &petl_models::Seq2SeqModel,
+        batch: &Seq2SeqBatch,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, Vec<u32>)> {
+        let device = self.base.device();
+        let (rows, s, t) = (batch.batch_size, batch.source_len, batch.target_len);
+        let input = Seq2SeqInput {
+            input_ids: Tensor::from_slice(&batch.input_ids, (rows, s), device)?,
+            attention_mask: Tensor::from_slice(&batch.attention_mask, (rows, s), device)?,
+            decoder_input_ids: Tensor::from_slice(&batch.decoder_input_ids, (rows, t), device)?,
+            decoder_attention_mask: Some(Tensor::from_slice(
+                &batch.decoder_attention_mask,
+                (rows, t),
+                device,
+            )?),
+        };
+        let (_, hidden) = model.forward(&input, &self.delta, ctx)?;
+        let (positions, targets) = scored(&batch.labels, rows, t, 0)?;
+        let logits = model.logits_at(&hidden, &positions, &self.delta, ctx)?;
+        Ok((logits, targets))
+    }
+
+    /// Decodes continuations of `prompts` (for an encoder-decoder: the encoder's sources) with
+    /// this task's delta, sending tokens to `sink` as they are chosen.
     pub fn generate(
         &self,
         prompts: &[&[u32]],
         config: &GenerationConfig,
         sink: &mut dyn TokenSink,
     ) -> Result<Vec<Generation>> {
-        let stepper = Stepper {
-            base: self.base,
-            hooks: &self.delta,
-        };
-        let generator = Generator::new(&stepper, config).map_err(generation_error)?;
-        generator
-            .generate_streaming(prompts, sink)
-            .map_err(generation_error)
+        let pad = self.base.special().pad;
+        match (self.base.arch(), &self.format) {
+            (GenArch::Decoder(model), _) => {
+                let stepper = DecoderStepper {
+                    model,
+                    hooks: &self.delta,
+                    pad,
+                };
+                run_generator(&stepper, prompts, config, sink)
+            }
+            (GenArch::Seq2Seq(model), Some(format)) => {
+                let stepper = Seq2SeqStepper {
+                    model,
+                    hooks: &self.delta,
+                    pad,
+                    decoder_start: format.decoder_start,
+                };
+                let mut config = config.clone();
+                if config.forced_bos_token_id.is_none() {
+                    config.forced_bos_token_id = format.forced_bos;
+                }
+                run_generator(&stepper, prompts, &config, sink)
+            }
+            (GenArch::Seq2Seq(_), None) => Err(TrainError::Config {
+                field: "model",
+                reason: "an encoder-decoder base without a target layout".into(),
+            }),
+        }
     }
 
-    /// What an artifact stores: the delta in its stored form.
+    /// What an artifact stores: the delta in its stored form (a sparse diff is written to its
+    /// own file).
     pub fn stored_tensors(&self) -> Result<BTreeMap<String, Tensor>> {
         Ok(self.delta.stored_tensors(&self.store)?)
     }
 
-    /// Writes the stored state as an artifact directory.
-    pub fn save_artifact(&self, dir: &Path) -> Result<()> {
-        if self.delta.sparse_diff()?.is_some() {
-            return Err(TrainError::Config {
-                field: "method",
-                reason: "sparse-diff artifacts of generation models are not written yet; save the dense \
-                         diff-pruning stage instead"
-                    .into(),
-            });
-        }
-        let tensors = self.stored_tensors()?;
-        let method = self.delta.method().ejected();
-        let meta = ArtifactMeta {
-            format_version: FORMAT_VERSION,
-            petl_version: env!("CARGO_PKG_VERSION").to_string(),
-            method: serde_json::to_value(&method).map_err(|e| TrainError::Config {
-                field: "method",
-                reason: e.to_string(),
-            })?,
+    /// Writes the stored state as an artifact directory; returns the sparse diff file's size
+    /// report when the method stores one.
+    pub fn save_artifact(&self, dir: &Path) -> Result<Option<SizeReport>> {
+        let record = ArtifactRecord {
             task: self.task.clone(),
             // The LM head is the base's; its width is the vocabulary.
             num_outputs: self.base.vocab_size(),
             pooling: Default::default(),
-            base_fingerprint: self.base.fingerprint().clone(),
-            base_model_type: self.base.model_type().to_string(),
-            trainable_params: self.store.num_elements(),
-            stored_params: tensors.values().map(Tensor::elem_count).sum(),
-            base_params: self.base.num_base_params(),
-            sparse_diff: None,
+            base: self.base,
+            base_model_type: self.base.model_type(),
+            value_dtype: self.value_dtype,
         };
-        petl_artifact::save(dir, &meta, &tensors)?;
-        Ok(())
+        artifact_io::write(dir, &self.delta, &self.store, record)
     }
 
     /// Loads an artifact written by [`GenTaskModel::save_artifact`] onto `base`; refuses one
     /// trained on another base, a classification artifact, or tensors that do not fit.
     pub fn from_artifact(base: &'m GenBase, dir: &Path) -> Result<Self> {
-        let (meta, tensors) = petl_artifact::load(dir, base.fingerprint(), base.device())?;
+        let stored = StoredDelta::read(dir, base, base.model_type())?;
+        let meta = &stored.meta;
         if meta.task.get("kind").and_then(|k| k.as_str()) != Some("generation") {
             return Err(TrainError::Config {
                 field: "artifact",
@@ -185,96 +264,66 @@ impl<'m> GenTaskModel<'m> {
                 ),
             });
         }
-        let method: Method = serde_json::from_value(meta.method.clone()).map_err(|e| TrainError::Config {
-            field: "method",
-            reason: format!("artifact {} has an unusable method: {e}", dir.display()),
-        })?;
-        let tm = Self::new(base, &method, meta.task.clone(), 0)?;
-        let expected: BTreeMap<String, Vec<usize>> = tm
-            .store
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.dims().to_vec()))
-            .collect();
-        for (name, t) in &tensors {
-            match expected.get(name) {
-                Some(shape) if shape.as_slice() == t.dims() => {}
-                Some(shape) => {
-                    return Err(TrainError::Config {
-                        field: "artifact",
-                        reason: format!(
-                            "tensor {name} has shape {:?}; the method makes {shape:?}",
-                            t.dims()
-                        ),
-                    })
-                }
-                None => {
-                    return Err(TrainError::Config {
-                        field: "artifact",
-                        reason: format!("tensor {name} is not a parameter of the method"),
-                    })
-                }
-            }
+        if meta.num_outputs != base.vocab_size() {
+            return Err(bad_meta(
+                dir,
+                format!(
+                    "`num_outputs` is {}, but the base's vocabulary has {} tokens",
+                    meta.num_outputs,
+                    base.vocab_size()
+                ),
+            ));
         }
-        if let Some(missing) = expected.keys().find(|n| !tensors.contains_key(*n)) {
-            return Err(TrainError::Config {
-                field: "artifact",
-                reason: format!("the artifact lacks the method's tensor {missing}"),
-            });
+        let mut tm = Self::with_sparse_diff(
+            base,
+            &stored.method,
+            meta.task.clone(),
+            0,
+            stored.sparse.as_ref().map(|d| &d.diff),
+        )?;
+        if let Some(d) = &stored.sparse {
+            tm.value_dtype = d.dtype;
         }
-        tm.store.assign(&tensors)?;
+        stored.fill(&tm.store, &tm.delta, dir)?;
         Ok(tm)
     }
 }
 
-fn generation_error(e: GenerateError<ModelError>) -> TrainError {
-    TrainError::Generation(e.to_string())
+/// Where a batch is scored: `(row, position)` pairs and the token expected at each.
+type Scored = (Vec<(usize, usize)>, Vec<u32>);
+
+/// The `(row, position)` of every scored label of `labels` `[rows, seq]` and its token, the
+/// position moved back by `lag` (1 when the logits at t − 1 predict the token at t).
+fn scored(labels: &[i64], rows: usize, seq: usize, lag: usize) -> Result<Scored> {
+    let mut positions = Vec::new();
+    let mut targets = Vec::new();
+    for row in 0..rows {
+        for t in lag..seq {
+            let label = labels[row * seq + t];
+            if label != IGNORE_INDEX {
+                positions.push((row, t - lag));
+                targets.push(label as u32);
+            }
+        }
+    }
+    if positions.is_empty() {
+        return Err(TrainError::Config {
+            field: "data",
+            reason: "a training batch has no target tokens (every label is masked)".into(),
+        });
+    }
+    Ok((positions, targets))
 }
 
-/// The decoder with one task's hooks, as `petl-generate` drives it.
-struct Stepper<'a> {
-    base: &'a GenBase,
-    hooks: &'a dyn Hooks,
-}
-
-fn rows_of(logits: &Tensor) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
-    Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
-}
-
-impl StepModel for Stepper<'_> {
-    type Cache = DecoderCache;
-    type Error = ModelError;
-
-    fn vocab_size(&self) -> usize {
-        self.base.vocab_size()
-    }
-
-    fn max_positions(&self) -> Option<usize> {
-        Some(self.base.max_positions() - self.hooks.position_offset())
-    }
-
-    fn prefill(&self, prompts: &[&[u32]]) -> std::result::Result<(DecoderCache, Vec<Vec<f32>>), ModelError> {
-        let device: &Device = self.base.device();
-        let input = DecoderInput::left_padded(prompts, self.base.special().pad, device)?;
-        let (cache, logits) = self
-            .base
-            .decoder()
-            .prefill(&input, self.hooks, &mut ForwardCtx::eval())?;
-        Ok((cache, rows_of(&logits)?))
-    }
-
-    fn step(
-        &self,
-        cache: &mut DecoderCache,
-        tokens: &[u32],
-    ) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
-        let logits = self
-            .base
-            .decoder()
-            .step(cache, tokens, self.hooks, &mut ForwardCtx::eval())?;
-        rows_of(&logits)
-    }
-
-    fn select_rows(&self, cache: &mut DecoderCache, rows: &[usize]) -> std::result::Result<(), ModelError> {
-        cache.select_rows(rows)
-    }
+fn run_generator<M: StepModel<Error = ModelError>>(
+    model: &M,
+    prompts: &[&[u32]],
+    config: &GenerationConfig,
+    sink: &mut dyn TokenSink,
+) -> Result<Vec<Generation>> {
+    let generation_error = |e: GenerateError<ModelError>| TrainError::Generation(e.to_string());
+    let generator = Generator::new(model, config).map_err(generation_error)?;
+    generator
+        .generate_streaming(prompts, sink)
+        .map_err(generation_error)
 }

@@ -159,6 +159,17 @@ impl GenTask {
         Ok(data.split_at(n)?)
     }
 
+    /// The ISO code of the target language, for translation tasks (`ro` for en→ro).
+    pub fn target_language(&self) -> Option<&str> {
+        match &self.data {
+            GenData::Wmt16 { direction, .. } => match EnRoDirection::from_name(direction)? {
+                EnRoDirection::EnToRo => Some("ro"),
+                EnRoDirection::RoToEn => Some("en"),
+            },
+            _ => None,
+        }
+    }
+
     /// The prompt template for examples of `kind`.
     pub fn template(&self, kind: &GenKind) -> Result<PromptTemplate> {
         let base = match &self.template {

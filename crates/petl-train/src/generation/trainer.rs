@@ -2,6 +2,7 @@
 //! targets, evaluation by decoding, the best state kept as an artifact.
 
 use super::base::GenBase;
+use super::codec::{EncodedSet, TextCodec};
 use super::eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
 use super::model::GenTaskModel;
 use super::task::GenTask;
@@ -10,10 +11,7 @@ use crate::step::{add_gradients, optimizer_step, Accumulated, Optimizers, StepOu
 use crate::trainer::{format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
-use petl_data::{
-    collate_causal, plan_batches, plan_token_batches, BatchOrder, CausalEncoded, CausalLmEncoder,
-    CausalLmSpec,
-};
+use petl_data::BatchOrder;
 use petl_models::BaseModel;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -97,12 +95,12 @@ pub fn train_generation(
     if let Some(n) = t.eval_rows {
         dev_set.truncate(n);
     }
-    let encoder = causal_encoder(&base, task, &train_set.kind, t.max_len)?;
-    let train_enc = encoder.encode_all(&train_set.examples)?;
+    let codec = TextCodec::for_task(&base, task, &train_set.kind, t.max_len)?;
+    let train_enc = codec.encode_all(&train_set.examples)?;
     let metric = task.metric(&train_set.kind);
     let generation = task.generation(&base.special().eos);
-    let max_prompt = t.max_len.min(base.max_positions()) - generation.max_new_tokens.min(t.max_len / 2);
-    let target_tokens: usize = train_enc.iter().map(CausalEncoded::loss_tokens).sum();
+    let max_prompt = max_prompt_len(&base, t.max_len, &generation);
+    let target_tokens = train_enc.total_loss_tokens();
     tracing::info!(
         "{}: {} training examples ({} target tokens), {} evaluation examples",
         task.name,
@@ -136,7 +134,7 @@ pub fn train_generation(
             batch_size: t.eval_batch_size,
             max_prompt_len: max_prompt,
         };
-        let out = evaluate_generation(tm, &encoder, &dev_set.examples, settings, &bar);
+        let out = evaluate_generation(tm, &codec, &dev_set.examples, settings, &bar);
         bar.finish_and_clear();
         out
     };
@@ -158,13 +156,9 @@ pub fn train_generation(
         None
     };
 
-    let lengths: Vec<usize> = train_enc.iter().map(CausalEncoded::len).collect();
     let plan = |epoch: u64| -> Vec<Vec<usize>> {
         let order = BatchOrder::Bucketed { seed: t.seed, epoch };
-        match t.max_tokens {
-            Some(budget) => plan_token_batches(&lengths, budget, order),
-            None => plan_batches(&lengths, t.batch_size, order),
-        }
+        train_enc.plan(t.batch_size, t.max_tokens, order)
     };
     let plans: Vec<Vec<Vec<usize>>> = (0..t.epochs).map(plan).collect();
     let total_steps: u64 = plans.iter().map(|p| p.len().div_ceil(t.grad_accum) as u64).sum();
@@ -295,9 +289,9 @@ pub fn evaluate_task(
     if let Some(n) = eval_rows {
         dev_set.truncate(n);
     }
-    let encoder = causal_encoder(base, task, &dev_set.kind, max_len)?;
+    let codec = TextCodec::for_task(base, task, &dev_set.kind, max_len)?;
     let generation = task.generation(&base.special().eos);
-    let max_prompt = max_len.min(base.max_positions()) - generation.max_new_tokens.min(max_len / 2);
+    let max_prompt = max_prompt_len(base, max_len, &generation);
     let bar = progress_bar(progress, dev_set.len() as u64, 0);
     let settings = EvalSettings {
         metric: task.metric(&dev_set.kind),
@@ -305,38 +299,15 @@ pub fn evaluate_task(
         batch_size,
         max_prompt_len: max_prompt,
     };
-    let out = evaluate_generation(tm, &encoder, &dev_set.examples, settings, &bar);
+    let out = evaluate_generation(tm, &codec, &dev_set.examples, settings, &bar);
     bar.finish_and_clear();
     out
 }
 
-/// The causal-LM encoder of `task` for `base`: the task's template (ChatML-wrapped for chat
-/// models), the target ended by the turn's end token in chat mode and by eos otherwise.
-pub(crate) fn causal_encoder(
-    base: &GenBase,
-    task: &GenTask,
-    kind: &petl_data::GenKind,
-    max_len: usize,
-) -> Result<CausalLmEncoder> {
-    let special = base.special();
-    let turn_end = base.tokenizer().token_to_id("<|im_end|>");
-    let eos = match (task.chat, turn_end) {
-        (true, Some(id)) => id,
-        _ => *special.eos.first().ok_or_else(|| TrainError::Config {
-            field: "model",
-            reason: "the model names no end-of-sequence token".into(),
-        })?,
-    };
-    let mut spec = CausalLmSpec::new(
-        task.template(kind)?,
-        eos,
-        max_len.min(base.max_positions()),
-        task.max_target_len,
-    );
-    if !task.chat {
-        spec.bos_id = special.bos;
-    }
-    Ok(CausalLmEncoder::new(base.tokenizer().clone(), spec)?)
+/// The longest prompt decoding starts from: for a decoder-only base, what leaves room for the
+/// generated tokens within `max_len` (at most half of it goes to them).
+fn max_prompt_len(base: &GenBase, max_len: usize, generation: &petl_generate::GenerationConfig) -> usize {
+    max_len.min(base.max_positions()) - generation.max_new_tokens.min(max_len / 2)
 }
 
 /// Forward and backward over the micro-batches of one step, each micro-batch's summed token
@@ -344,19 +315,18 @@ pub(crate) fn causal_encoder(
 /// token, however the tokens fall into micro-batches (gradient accumulation by tokens).
 fn token_weighted_passes(
     tm: &GenTaskModel<'_>,
-    data: &[CausalEncoded],
+    data: &EncodedSet,
     micro: &[Vec<usize>],
     pad: u32,
     label_smoothing: f64,
     loss_scale: f64,
     ctx: &mut petl_models::ForwardCtx,
 ) -> Result<Accumulated> {
-    let total: usize = micro.iter().flatten().map(|&i| data[i].loss_tokens()).sum();
+    let total: usize = micro.iter().flatten().map(|&i| data.loss_tokens(i)).sum();
     let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
     let mut loss_sum = 0f64;
     for indices in micro {
-        let items: Vec<&CausalEncoded> = indices.iter().map(|&i| &data[i]).collect();
-        let batch = collate_causal(&items, pad)?;
+        let batch = data.collate(indices, pad)?;
         let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
         let loss = (sum / total.max(1) as f64)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
