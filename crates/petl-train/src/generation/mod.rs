@@ -13,6 +13,7 @@
 
 mod base;
 mod codec;
+mod diff;
 mod eval;
 mod model;
 mod stepper;

@@ -104,6 +104,29 @@ impl<'m> GenTaskModel<'m> {
         self.value_dtype = dtype;
     }
 
+    /// Copies every parameter of `other` this model also has — all but a sparse diff's
+    /// values — so that a projected model keeps the method's other deltas.
+    pub(crate) fn copy_dense_params_from(&self, other: &GenTaskModel<'_>) -> Result<()> {
+        for (name, var) in self.store.iter() {
+            if self.delta.is_sparse_param(name) {
+                continue;
+            }
+            match other.store.get(name) {
+                Some(src) if src.dims() == var.dims() => var.set(src.as_tensor())?,
+                _ => {
+                    return Err(TrainError::Config {
+                        field: "method",
+                        reason: format!(
+                            "the source model has no parameter `{name}` of shape {:?}",
+                            var.dims()
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The parameters and delta an optimizer step updates.
     pub(crate) fn trained(&self) -> crate::step::Trained<'_> {
         crate::step::Trained {

@@ -13,13 +13,13 @@ use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
 use petl_data::BatchOrder;
 use petl_models::BaseModel;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 /// What a generation run reports (`metrics.json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GenRunSummary {
     /// Task name.
     pub task: String,
@@ -64,6 +64,9 @@ pub struct GenRunSummary {
 /// Trains `cfg.method` on the generation task `task`; writes `config.toml`, `log.jsonl`,
 /// `metrics.json`, `training.svg`, `predictions.jsonl` (the best evaluation's outputs) and
 /// `artifact/`. With `eval_base`, the frozen base is evaluated first (the "before" number).
+///
+/// A diff-pruning method with a projection runs all three stages of
+/// [`crate::diff_pipeline`] in subdirectories, the sparse diff ending up in `artifact/`.
 pub fn train_generation(
     cfg: &RunConfig,
     task: &GenTask,
@@ -71,6 +74,21 @@ pub fn train_generation(
     opts: &TrainOptions,
     eval_base: bool,
 ) -> Result<GenRunSummary> {
+    if let Some(projection) = crate::diff_pipeline::projection_of(&cfg.method) {
+        cfg.train.validate()?;
+        if opts.resume {
+            return Err(TrainError::Resume {
+                path: run_dir.to_path_buf(),
+                reason: "generation runs do not write resumable checkpoints yet; start a new run".into(),
+            });
+        }
+        let stages = super::diff::GenerationStages {
+            task,
+            opts,
+            eval_base,
+        };
+        return crate::diff_pipeline::run_stages(&stages, cfg, run_dir, false, &projection.clone());
+    }
     let wall = Instant::now();
     let t = &cfg.train;
     t.validate()?;
