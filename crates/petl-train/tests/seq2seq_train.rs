@@ -10,7 +10,13 @@
 //!
 //! The data is read from `$PETL_SHARED_DATA` (default `../shared/data` beside the checkout).
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{model_dir, shared_data, BART_SPECIALS, TRAIN, WMT_LINES};
+
+/// Pairs evaluated.
+const EVAL: usize = 6;
 use petl_data::{GenExample, IGNORE_INDEX};
 use petl_methods::preset;
 use petl_models::{ForwardCtx, Precision, Seq2SeqInput};
@@ -22,135 +28,6 @@ use petl_train::{RunConfig, TaskSource, TrainConfig, TrainOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("PETL_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(
-        dir.join("wmt16_en_ro").is_dir(),
-        "WMT16 en-ro not found under {} (set PETL_SHARED_DATA to the folder holding wmt16_en_ro/)",
-        dir.display()
-    );
-    dir
-}
-
-/// Lines in the test set.
-const WMT_LINES: usize = 1999;
-/// Pairs trained on, and pairs evaluated.
-const TRAIN: usize = 24;
-const EVAL: usize = 6;
-
-/// Splits like the `Whitespace` pre-tokenizer: runs of word characters, runs of punctuation.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut cur_word = None;
-    for c in line.to_lowercase().chars() {
-        if c.is_whitespace() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            cur_word = None;
-            continue;
-        }
-        let is_word = c.is_alphanumeric() || c == '_';
-        if cur_word.is_some_and(|w| w != is_word) && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.push(c);
-        cur_word = Some(is_word);
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// A copy of the golden tiny model in `name` with a `tokenizer.json` whose vocabulary is the
-/// model's: four specials, `codes` (mBART language codes) and the commonest words of the
-/// training pairs. `suffix` is what the post-processor appends to a source.
-fn model_dir(root: &Path, name: &str, codes: &[&str], suffix: &[&str]) -> PathBuf {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../petl-models/tests/golden")
-        .join(name);
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(golden.join(f), dir.join(f)).unwrap();
-    }
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let vocab_size = config["vocab_size"].as_u64().unwrap() as usize;
-
-    let data = shared_data().join("wmt16_en_ro");
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for lang in ["en", "ro"] {
-        let text = std::fs::read_to_string(data.join(format!("newstest2016.{lang}"))).unwrap();
-        for line in text.lines().take(TRAIN + 40) {
-            for w in words(line) {
-                *counts.entry(w).or_default() += 1;
-            }
-        }
-    }
-    let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let specials = ["<s>", "<pad>", "</s>", "<unk>"];
-    let mut vocab: Vec<String> = specials.iter().chain(codes).map(|s| s.to_string()).collect();
-    let room = vocab_size - vocab.len();
-    vocab.extend(ranked.into_iter().take(room).map(|(w, _)| w));
-    assert_eq!(vocab.len(), vocab_size);
-
-    let ids: serde_json::Map<String, Value> = vocab
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.clone(), json!(i)))
-        .collect();
-    let added: Vec<Value> = vocab[..specials.len() + codes.len()]
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            json!({"id": i, "content": w, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": true})
-        })
-        .collect();
-    let special_ids =
-        |t: &str| json!({"id": t, "ids": [vocab.iter().position(|w| w == t).unwrap()], "tokens": [t]});
-    let mut single = Vec::new();
-    let mut template_specials = serde_json::Map::new();
-    if suffix.is_empty() {
-        single.push(json!({"SpecialToken": {"id": "<s>", "type_id": 0}}));
-        template_specials.insert("<s>".into(), special_ids("<s>"));
-    }
-    single.push(json!({"Sequence": {"id": "A", "type_id": 0}}));
-    let tail: Vec<&str> = if suffix.is_empty() {
-        vec!["</s>"]
-    } else {
-        suffix.to_vec()
-    };
-    for t in tail {
-        single.push(json!({"SpecialToken": {"id": t, "type_id": 0}}));
-        template_specials.insert(t.into(), special_ids(t));
-    }
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": {"type": "Lowercase"},
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": single,
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": template_specials,
-        },
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": ids, "unk_token": "<unk>"},
-    });
-    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    dir
-}
 
 fn wmt_task() -> GenTask {
     GenTask {
@@ -274,7 +151,7 @@ fn train_and_reload(model: &Path, method: &str, factor: f64) {
 #[test]
 fn bart_targets_start_with_bos_after_the_decoder_start() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-bart", &[], &[]);
+    let dir = model_dir(root.path(), "tiny-bart", BART_SPECIALS, &[], &[]);
     let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
     assert!(base.is_encoder_decoder());
     let task = wmt_task();
@@ -296,7 +173,13 @@ fn bart_targets_start_with_bos_after_the_decoder_start() {
 #[test]
 fn mbart_targets_end_with_the_target_language_code() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-mbart", &["en_XX", "ro_RO"], &["</s>", "en_XX"]);
+    let dir = model_dir(
+        root.path(),
+        "tiny-mbart",
+        BART_SPECIALS,
+        &["en_XX", "ro_RO"],
+        &["</s>", "en_XX"],
+    );
     let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
     let ro = base.tokenizer().token_to_id("ro_RO").unwrap();
     let en = base.tokenizer().token_to_id("en_XX").unwrap();
@@ -340,7 +223,7 @@ fn mbart_targets_end_with_the_target_language_code() {
 #[test]
 fn seq2seq_loss_equals_cross_entropy_of_the_full_logits() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-bart", &[], &[]);
+    let dir = model_dir(root.path(), "tiny-bart", BART_SPECIALS, &[], &[]);
     let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
     let task = wmt_task();
     let (train, _) = task.split().unwrap();
@@ -391,7 +274,7 @@ fn seq2seq_loss_equals_cross_entropy_of_the_full_logits() {
 #[test]
 fn bart_lora_trains_and_its_artifact_reloads_to_the_same_translations() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-bart", &[], &[]);
+    let dir = model_dir(root.path(), "tiny-bart", BART_SPECIALS, &[], &[]);
     train_and_reload(&dir, "lora", 0.7);
 }
 
@@ -400,7 +283,13 @@ fn bart_lora_trains_and_its_artifact_reloads_to_the_same_translations() {
 #[test]
 fn mbart_prefix_and_mam_train_and_reload() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-mbart", &["en_XX", "ro_RO"], &["</s>", "en_XX"]);
+    let dir = model_dir(
+        root.path(),
+        "tiny-mbart",
+        BART_SPECIALS,
+        &["en_XX", "ro_RO"],
+        &["</s>", "en_XX"],
+    );
     train_and_reload(&dir, "prefix", 0.7);
     train_and_reload(&dir, "mam", 0.7);
 }
@@ -411,7 +300,7 @@ fn mbart_prefix_and_mam_train_and_reload() {
 #[test]
 fn bart_diff_pruning_stores_an_exact_sparse_diff_that_reloads() {
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), "tiny-bart", &[], &[]);
+    let dir = model_dir(root.path(), "tiny-bart", BART_SPECIALS, &[], &[]);
     let run = tempfile::tempdir().unwrap();
     let mut cfg = run_config(&dir, "diff-pruning");
     cfg.train.epochs = 4;

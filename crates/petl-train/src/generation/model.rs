@@ -163,6 +163,51 @@ impl<'m> GenTaskModel<'m> {
         Ok((losses.sum_all()?, n))
     }
 
+    /// `weight ·` the summed token loss of a decoder-only `batch` (what [`GenTaskModel::loss_sum`]
+    /// computes) and the gradient of every trainable parameter, with activation checkpointing
+    /// per block ([`petl_models::DecoderModel::backward_checkpointed`]): the same gradients at a
+    /// fraction of the activation memory, for one extra forward of the blocks. Returns the
+    /// unweighted sum and the scored tokens too.
+    pub fn loss_and_grads_checkpointed(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        weight: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
+        let (GenArch::Decoder(model), GenBatch::Causal(b)) = (self.base.arch(), batch) else {
+            return Err(TrainError::Config {
+                field: "train.checkpoint_activations",
+                reason: format!(
+                    "activation checkpointing is implemented for decoder-only bases, not {}",
+                    self.base.model_type()
+                ),
+            });
+        };
+        let (rows, seq) = (b.batch_size, b.seq_len);
+        let input = DecoderInput::from_host(&b.input_ids, &b.attention_mask, rows, seq, self.base.device())?;
+        let (positions, targets) = scored(&b.labels, rows, seq, 1)?;
+        let n = targets.len();
+        let targets = Tensor::from_vec(targets, n, self.base.device())?;
+        let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.store.iter().unzip();
+        let mut tail =
+            |hidden: &Tensor, _mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
+                let shift = hidden.dim(1)? - seq;
+                let at: Vec<(usize, usize)> = positions.iter().map(|&(r, t)| (r, shift + t)).collect();
+                let logits = model.logits_at(hidden, &at, &self.delta, ctx)?;
+                let losses = petl_ops::token_cross_entropy(&logits, &targets, label_smoothing)?;
+                Ok((losses.sum_all()? * weight)?)
+            };
+        let out = model.backward_checkpointed(&input, &self.delta, ctx, &vars, &mut tail)?;
+        let grads = names
+            .into_iter()
+            .zip(out.grads)
+            .filter_map(|(name, g)| g.map(|g| (name.to_string(), g)))
+            .collect();
+        let sum = out.loss.to_scalar::<f32>()? as f64 / weight;
+        Ok((sum, n, grads))
+    }
+
     /// Decoder-only: logits at t − 1 predict the token at t.
     fn causal_logits(
         &self,

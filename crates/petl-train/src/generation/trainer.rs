@@ -7,7 +7,9 @@ use super::eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPredicti
 use super::model::GenTaskModel;
 use super::task::GenTask;
 use crate::log::{JsonlLog, LogRecord};
-use crate::step::{add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings};
+use crate::step::{
+    add_gradient, add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
+};
 use crate::trainer::{format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
@@ -98,14 +100,17 @@ pub fn train_generation(
             reason: "generation runs do not write resumable checkpoints yet; start a new run".into(),
         });
     }
-    if t.checkpoint_activations {
-        return Err(TrainError::Config {
-            field: "train.checkpoint_activations",
-            reason: "is implemented for encoders only".into(),
-        });
-    }
     prepare_run_dir(cfg, run_dir, false)?;
     let base = GenBase::load(&cfg.model, &opts.device, t.precision)?;
+    if t.checkpoint_activations && base.is_encoder_decoder() {
+        return Err(TrainError::Config {
+            field: "train.checkpoint_activations",
+            reason: format!(
+                "activation checkpointing is implemented for decoder-only bases, not {}",
+                base.model_type()
+            ),
+        });
+    }
     let (mut train_set, mut dev_set) = task.split()?;
     if let Some(n) = t.train_rows {
         train_set.truncate(n);
@@ -197,7 +202,7 @@ pub fn train_generation(
                 step,
                 lr,
                 max_grad_norm: t.max_grad_norm,
-                checkpoint: false,
+                checkpoint: t.checkpoint_activations,
             };
             let StepOutcome { loss, grad_norm, .. } =
                 optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
@@ -208,6 +213,7 @@ pub fn train_generation(
                         base.special().pad,
                         t.label_smoothing,
                         scale,
+                        t.checkpoint_activations,
                         ctx,
                     )
                 })?;
@@ -338,6 +344,7 @@ fn token_weighted_passes(
     pad: u32,
     label_smoothing: f64,
     loss_scale: f64,
+    checkpoint: bool,
     ctx: &mut petl_models::ForwardCtx,
 ) -> Result<Accumulated> {
     let total: usize = micro.iter().flatten().map(|&i| data.loss_tokens(i)).sum();
@@ -345,6 +352,15 @@ fn token_weighted_passes(
     let mut loss_sum = 0f64;
     for indices in micro {
         let batch = data.collate(indices, pad)?;
+        if checkpoint {
+            let weight = loss_scale / total.max(1) as f64;
+            let (sum, _, store) = tm.loss_and_grads_checkpointed(&batch, label_smoothing, weight, ctx)?;
+            loss_sum += sum / total.max(1) as f64;
+            for (name, g) in store {
+                add_gradient(&mut grads, &name, g)?;
+            }
+            continue;
+        }
         let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
         let loss = (sum / total.max(1) as f64)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
