@@ -26,8 +26,7 @@ use petl_train::generation::{
 };
 use petl_train::{RunConfig, TaskSource, TrainConfig, TrainOptions};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn wmt_task() -> GenTask {
     GenTask {

@@ -206,16 +206,12 @@ pub fn train_generation(
             };
             let StepOutcome { loss, grad_norm, .. } =
                 optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
-                    token_weighted_passes(
-                        &tm,
-                        &train_enc,
-                        micro,
-                        base.special().pad,
-                        t.label_smoothing,
-                        scale,
-                        t.checkpoint_activations,
-                        ctx,
-                    )
+                    let passes = TokenPasses {
+                        pad: base.special().pad,
+                        label_smoothing: t.label_smoothing,
+                        checkpoint: t.checkpoint_activations,
+                    };
+                    passes.run(&tm, &train_enc, micro, scale, ctx)
                 })?;
             step += 1;
             examples_seen += micro.iter().map(Vec::len).sum::<usize>();
@@ -337,45 +333,60 @@ fn max_prompt_len(base: &GenBase, max_len: usize, generation: &petl_generate::Ge
 /// Forward and backward over the micro-batches of one step, each micro-batch's summed token
 /// loss divided by the step's total target tokens: the gradient of the mean loss per target
 /// token, however the tokens fall into micro-batches (gradient accumulation by tokens).
-fn token_weighted_passes(
-    tm: &GenTaskModel<'_>,
-    data: &EncodedSet,
-    micro: &[Vec<usize>],
+#[derive(Clone, Copy)]
+struct TokenPasses {
+    /// The padding id.
     pad: u32,
+    /// Label smoothing of the token loss.
     label_smoothing: f64,
-    loss_scale: f64,
+    /// Recompute each block in the backward instead of keeping its activations.
     checkpoint: bool,
-    ctx: &mut petl_models::ForwardCtx,
-) -> Result<Accumulated> {
-    let total: usize = micro.iter().flatten().map(|&i| data.loss_tokens(i)).sum();
-    let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
-    let mut loss_sum = 0f64;
-    for indices in micro {
-        let batch = data.collate(indices, pad)?;
-        if checkpoint {
-            let weight = loss_scale / total.max(1) as f64;
-            let (sum, _, store) = tm.loss_and_grads_checkpointed(&batch, label_smoothing, weight, ctx)?;
-            loss_sum += sum / total.max(1) as f64;
-            for (name, g) in store {
-                add_gradient(&mut grads, &name, g)?;
+}
+
+impl TokenPasses {
+    fn run(
+        &self,
+        tm: &GenTaskModel<'_>,
+        data: &EncodedSet,
+        micro: &[Vec<usize>],
+        loss_scale: f64,
+        ctx: &mut petl_models::ForwardCtx,
+    ) -> Result<Accumulated> {
+        let TokenPasses {
+            pad,
+            label_smoothing,
+            checkpoint,
+        } = *self;
+        let total: usize = micro.iter().flatten().map(|&i| data.loss_tokens(i)).sum();
+        let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
+        let mut loss_sum = 0f64;
+        for indices in micro {
+            let batch = data.collate(indices, pad)?;
+            if checkpoint {
+                let weight = loss_scale / total.max(1) as f64;
+                let (sum, _, store) = tm.loss_and_grads_checkpointed(&batch, label_smoothing, weight, ctx)?;
+                loss_sum += sum / total.max(1) as f64;
+                for (name, g) in store {
+                    add_gradient(&mut grads, &name, g)?;
+                }
+                continue;
             }
-            continue;
+            let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
+            let loss = (sum / total.max(1) as f64)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let scaled = if loss_scale == 1.0 {
+                loss
+            } else {
+                (loss * loss_scale)?
+            };
+            add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
         }
-        let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
-        let loss = (sum / total.max(1) as f64)?;
-        loss_sum += loss.to_scalar::<f32>()? as f64;
-        let scaled = if loss_scale == 1.0 {
-            loss
-        } else {
-            (loss * loss_scale)?
-        };
-        add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
+        Ok(Accumulated {
+            loss: loss_sum,
+            units: total,
+            grads,
+        })
     }
-    Ok(Accumulated {
-        loss: loss_sum,
-        units: total,
-        grads,
-    })
 }
 
 /// Writes one JSON line per prediction, atomically.
