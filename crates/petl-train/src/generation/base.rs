@@ -44,6 +44,8 @@ pub struct Seq2SeqFormat {
     pub label_suffix: Vec<u32>,
     /// A token generation forces first (`forced_bos_token_id`).
     pub forced_bos: Option<u32>,
+    /// A token generation forces at the length limit (`forced_eos_token_id`).
+    pub forced_eos: Option<u32>,
 }
 
 /// A frozen generation base model with its tokenizer.
@@ -132,6 +134,7 @@ impl GenBase {
                 label_prefix: c.bos_token_id.into_iter().collect(),
                 label_suffix: Vec::new(),
                 forced_bos: c.forced_bos_token_id,
+                forced_eos: c.forced_eos_token_ids.first().copied(),
             },
             Seq2SeqFamily::Mbart => {
                 let code = match target_language {
@@ -149,6 +152,7 @@ impl GenBase {
                     label_prefix: Vec::new(),
                     label_suffix: vec![code],
                     forced_bos: None,
+                    forced_eos: c.forced_eos_token_ids.first().copied(),
                 }
             }
         };

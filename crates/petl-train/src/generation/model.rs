@@ -283,10 +283,10 @@ impl<'m> GenTaskModel<'m> {
                     pad,
                     decoder_start: format.decoder_start,
                 };
+                // The config's forced tokens, as transformers' `generate` applies them.
                 let mut config = config.clone();
-                if config.forced_bos_token_id.is_none() {
-                    config.forced_bos_token_id = format.forced_bos;
-                }
+                config.forced_bos_token_id = config.forced_bos_token_id.or(format.forced_bos);
+                config.forced_eos_token_id = config.forced_eos_token_id.or(format.forced_eos);
                 run_generator(&stepper, prompts, &config, sink)
             }
             (GenArch::Seq2Seq(_), None) => Err(TrainError::Config {
