@@ -90,6 +90,21 @@ pub(crate) struct StepOutcome {
     pub(crate) grad_norm: f64,
 }
 
+impl Optimizers {
+    /// Both optimizers' moments, as a checkpoint stores them.
+    pub(crate) fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        let (mut state, _) = self.main.state()?;
+        state.extend(self.gates.state()?.0);
+        Ok(state)
+    }
+
+    /// Restores both optimizers from a checkpoint's `state` taken after `step` steps.
+    pub(crate) fn restore(&mut self, state: &BTreeMap<String, Tensor>, step: u64) -> Result<()> {
+        self.main.restore(state, step)?;
+        self.gates.restore(state, step)
+    }
+}
+
 /// One optimizer step: `passes(loss_scale, ctx)` runs the forward and backward passes of the
 /// step's micro-batches in training mode; then the L0 penalty where the method has one,
 /// unscaling, clipping and the AdamW updates.

@@ -182,8 +182,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
         match checkpoint::load(run_dir, &device)? {
             Some(ck) => {
                 tm.params().assign(&ck.params)?;
-                optims.main.restore(&ck.optim, ck.state.global_step)?;
-                optims.gates.restore(&ck.optim, ck.state.global_step)?;
+                optims.restore(&ck.optim, ck.state.global_step)?;
                 state = ck.state;
                 tracing::info!("resuming at step {} of {}", state.global_step, total_steps);
                 JsonlLog::open(&log_path, Some(state.global_step))?
@@ -290,9 +289,7 @@ pub fn train(cfg: &RunConfig, run_dir: &Path, opts: &TrainOptions) -> Result<Run
                 state.global_step % t.checkpoint_every == 0
             };
             if ckpt_due && state.global_step < total_steps {
-                let (mut optim_state, _) = optims.main.state()?;
-                optim_state.extend(optims.gates.state()?.0);
-                checkpoint::save(run_dir, &state, &tm.params().to_tensors()?, &optim_state)?;
+                checkpoint::save(run_dir, &state, &tm.params().to_tensors()?, &optims.state()?)?;
                 log.write(&LogRecord::Checkpoint {
                     step: state.global_step,
                 })?;
@@ -389,7 +386,7 @@ fn start_from<'m>(
 
 /// Whether an evaluation is due after `step` of `total`: every `every` steps and after the last,
 /// or, with `every == 0`, at the end of each epoch.
-fn eval_due(every: u64, step: u64, total: u64, end_of_epoch: bool) -> bool {
+pub(crate) fn eval_due(every: u64, step: u64, total: u64, end_of_epoch: bool) -> bool {
     if every == 0 {
         end_of_epoch
     } else {

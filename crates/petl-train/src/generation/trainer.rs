@@ -6,11 +6,12 @@ use super::codec::{EncodedSet, TextCodec};
 use super::eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
 use super::model::GenTaskModel;
 use super::task::GenTask;
+use crate::checkpoint::{self, LoopState};
 use crate::log::{JsonlLog, LogRecord};
 use crate::step::{
     add_gradient, add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
 };
-use crate::trainer::{format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
+use crate::trainer::{eval_due, format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
 use petl_data::BatchOrder;
@@ -78,29 +79,17 @@ pub fn train_generation(
 ) -> Result<GenRunSummary> {
     if let Some(projection) = crate::diff_pipeline::projection_of(&cfg.method) {
         cfg.train.validate()?;
-        if opts.resume {
-            return Err(TrainError::Resume {
-                path: run_dir.to_path_buf(),
-                reason: "generation runs do not write resumable checkpoints yet; start a new run".into(),
-            });
-        }
         let stages = super::diff::GenerationStages {
             task,
             opts,
             eval_base,
         };
-        return crate::diff_pipeline::run_stages(&stages, cfg, run_dir, false, &projection.clone());
+        return crate::diff_pipeline::run_stages(&stages, cfg, run_dir, opts.resume, &projection.clone());
     }
     let wall = Instant::now();
     let t = &cfg.train;
     t.validate()?;
-    if opts.resume {
-        return Err(TrainError::Resume {
-            path: run_dir.to_path_buf(),
-            reason: "generation runs do not write resumable checkpoints yet; start a new run".into(),
-        });
-    }
-    prepare_run_dir(cfg, run_dir, false)?;
+    prepare_run_dir(cfg, run_dir, opts.resume)?;
     let base = GenBase::load(&cfg.model, &opts.device, t.precision)?;
     if t.checkpoint_activations && base.is_encoder_decoder() {
         return Err(TrainError::Config {
@@ -146,7 +135,20 @@ pub fn train_generation(
     );
     let mut optims = Optimizers::new(tm.trained(), t.adam(), t.precision)?;
     let log_path = run_dir.join("log.jsonl");
-    let mut log = JsonlLog::open(&log_path, None)?;
+    let mut state = LoopState::default();
+    let resumed = match opts.resume {
+        true => checkpoint::load(run_dir, &opts.device)?,
+        false => None,
+    };
+    let mut log = match resumed {
+        Some(ck) => {
+            tm.params().assign(&ck.params)?;
+            optims.restore(&ck.optim, ck.state.global_step)?;
+            state = ck.state;
+            JsonlLog::open(&log_path, Some(state.global_step))?
+        }
+        None => JsonlLog::open(&log_path, None)?,
+    };
 
     let evaluate = |tm: &GenTaskModel<'_>, what: &str| -> Result<GenEvalOutcome> {
         let bar = progress_bar(opts.progress, dev_set.len() as u64, 0);
@@ -161,95 +163,102 @@ pub fn train_generation(
         bar.finish_and_clear();
         out
     };
-    let base_eval = if eval_base {
-        let frozen = GenTaskModel::frozen(&base, task_json.clone())?;
-        let outcome = evaluate(&frozen, "evaluating the frozen base")?;
-        eprintln!("frozen base: {}", format_scores(&outcome.scores));
-        write_predictions(&run_dir.join("predictions-base.jsonl"), &outcome.predictions)?;
-        log.write(&LogRecord::Eval {
-            step: 0,
-            epoch: 0,
-            metrics: outcome.scores.clone(),
-            headline: Some(outcome.headline),
-            best: false,
-            examples_per_s: outcome.examples_per_s,
-        })?;
-        Some(outcome.scores.0)
-    } else {
-        None
+    let base_eval = match (eval_base, state.global_step) {
+        (false, _) => None,
+        // A resumed run scored the base before its first step; the log has the numbers.
+        (true, 1..) => base_scores_from_log(&log_path)?,
+        (true, 0) => {
+            let frozen = GenTaskModel::frozen(&base, task_json.clone())?;
+            let outcome = evaluate(&frozen, "evaluating the frozen base")?;
+            eprintln!("frozen base: {}", format_scores(&outcome.scores));
+            write_predictions(&run_dir.join("predictions-base.jsonl"), &outcome.predictions)?;
+            log.write(&LogRecord::Eval {
+                step: 0,
+                epoch: 0,
+                metrics: outcome.scores.clone(),
+                headline: Some(outcome.headline),
+                best: false,
+                examples_per_s: outcome.examples_per_s,
+            })?;
+            Some(outcome.scores.0)
+        }
     };
 
     let plan = |epoch: u64| -> Vec<Vec<usize>> {
         let order = BatchOrder::Bucketed { seed: t.seed, epoch };
         train_enc.plan(t.batch_size, t.max_tokens, order)
     };
-    let plans: Vec<Vec<Vec<usize>>> = (0..t.epochs).map(plan).collect();
-    let total_steps: u64 = plans.iter().map(|p| p.len().div_ceil(t.grad_accum) as u64).sum();
+    let total_steps: u64 = (0..t.epochs)
+        .map(|e| plan(e).len().div_ceil(t.grad_accum) as u64)
+        .sum();
     let warmup = (t.warmup_ratio * total_steps as f64).ceil() as u64;
+    if state.global_step > 0 {
+        tracing::info!("resuming at step {} of {total_steps}", state.global_step);
+    }
 
-    let bar = progress_bar(opts.progress, total_steps, 0);
-    let (mut step, mut examples_seen, mut train_seconds) = (0u64, 0usize, 0f64);
-    let mut pending = (0f64, 0usize);
-    let mut best: Option<(f64, u64, GenEvalOutcome)> = None;
-    for (epoch, batches) in plans.iter().enumerate() {
+    let bar = progress_bar(opts.progress, total_steps, state.global_step);
+    let mut last_eval: Option<GenEvalOutcome> = None;
+    let mut steps_this_process = 0u64;
+    while state.epoch < t.epochs {
+        let batches = plan(state.epoch);
         let steps: Vec<&[Vec<usize>]> = batches.chunks(t.grad_accum).collect();
-        let last_in_epoch = steps.len();
-        for (k, micro) in steps.into_iter().enumerate() {
+        while (state.step_in_epoch as usize) < steps.len() {
+            let micro = steps[state.step_in_epoch as usize];
             let started = Instant::now();
-            let lr = t.schedule.lr_at(step, total_steps, warmup, t.lr);
+            let lr = t.schedule.lr_at(state.global_step, total_steps, warmup, t.lr);
             let settings = StepSettings {
                 seed: t.seed,
-                step,
+                step: state.global_step,
                 lr,
                 max_grad_norm: t.max_grad_norm,
                 checkpoint: t.checkpoint_activations,
             };
+            let passes = TokenPasses {
+                pad: base.special().pad,
+                label_smoothing: t.label_smoothing,
+                checkpoint: t.checkpoint_activations,
+            };
             let StepOutcome { loss, grad_norm, .. } =
                 optimizer_step(tm.trained(), settings, &mut optims, |scale, ctx| {
-                    let passes = TokenPasses {
-                        pad: base.special().pad,
-                        label_smoothing: t.label_smoothing,
-                        checkpoint: t.checkpoint_activations,
-                    };
                     passes.run(&tm, &train_enc, micro, scale, ctx)
                 })?;
-            step += 1;
-            examples_seen += micro.iter().map(Vec::len).sum::<usize>();
-            train_seconds += started.elapsed().as_secs_f64();
-            pending = (pending.0 + loss, pending.1 + 1);
-            bar.set_position(step);
+            state.global_step += 1;
+            state.step_in_epoch += 1;
+            state.examples_seen += micro.iter().map(Vec::len).sum::<usize>() as u64;
+            state.train_seconds += started.elapsed().as_secs_f64();
+            state.pending_loss = (state.pending_loss.0 + loss, state.pending_loss.1 + 1);
+            steps_this_process += 1;
+            bar.set_position(state.global_step);
             bar.set_message(format!("loss {loss:.4} lr {lr:.2e}"));
-            if step % t.log_every.max(1) == 0 || step == total_steps {
+            let end_of_epoch = state.step_in_epoch as usize == steps.len();
+            if state.global_step % t.log_every.max(1) == 0 || state.global_step == total_steps {
+                let (sum, n) = state.pending_loss;
                 log.write(&LogRecord::Train {
-                    step,
-                    epoch: epoch as u64,
-                    loss: pending.0 / pending.1.max(1) as f64,
+                    step: state.global_step,
+                    epoch: state.epoch,
+                    loss: sum / n.max(1) as f64,
                     lr,
                     grad_norm,
-                    examples_per_s: examples_seen as f64 / train_seconds.max(1e-9),
+                    examples_per_s: state.examples_seen as f64 / state.train_seconds.max(1e-9),
                     elapsed_s: Some(wall.elapsed().as_secs_f64()),
                     penalty: None,
                     expected_density: None,
                 })?;
-                pending = (0.0, 0);
+                state.pending_loss = (0.0, 0);
             }
-            let end_of_epoch = k + 1 == last_in_epoch;
-            let due = if t.eval_every == 0 {
-                end_of_epoch
-            } else {
-                step % t.eval_every == 0 || step == total_steps
-            };
+            let due = eval_due(t.eval_every, state.global_step, total_steps, end_of_epoch);
             if due {
-                let outcome = evaluate(&tm, &format!("evaluating at step {step}"))?;
-                let improved = best.as_ref().is_none_or(|(h, _, _)| outcome.headline > *h);
+                let outcome = evaluate(&tm, &format!("evaluating at step {}", state.global_step))?;
+                let improved = state.best.is_none_or(|(h, _)| outcome.headline > h);
                 bar.println(format!(
-                    "step {step}/{total_steps}: dev {}{}",
+                    "step {}/{total_steps}: dev {}{}",
+                    state.global_step,
                     format_scores(&outcome.scores),
                     if improved { " (best)" } else { "" }
                 ));
                 log.write(&LogRecord::Eval {
-                    step,
-                    epoch: epoch as u64,
+                    step: state.global_step,
+                    epoch: state.epoch,
                     metrics: outcome.scores.clone(),
                     headline: Some(outcome.headline),
                     best: improved,
@@ -258,16 +267,45 @@ pub fn train_generation(
                 if improved {
                     tm.save_artifact(&run_dir.join("artifact"))?;
                     write_predictions(&run_dir.join("predictions.jsonl"), &outcome.predictions)?;
-                    best = Some((outcome.headline, step, outcome));
+                    state.best = Some((outcome.headline, state.global_step));
+                    state.best_metrics = Some(outcome.scores.clone());
                 }
+                last_eval = Some(outcome);
+            }
+            if end_of_epoch {
+                state.epoch += 1;
+                state.step_in_epoch = 0;
+            }
+            let checkpoint_due = match t.checkpoint_every {
+                0 => due,
+                every => state.global_step % every == 0,
+            };
+            if checkpoint_due && state.global_step < total_steps {
+                checkpoint::save(run_dir, &state, &tm.params().to_tensors()?, &optims.state()?)?;
+                log.write(&LogRecord::Checkpoint {
+                    step: state.global_step,
+                })?;
+            }
+            if opts.stop_after.is_some_and(|n| steps_this_process >= n) {
+                bar.abandon();
+                return Err(TrainError::Resume {
+                    path: run_dir.to_path_buf(),
+                    reason: format!("stopped after {steps_this_process} steps as requested"),
+                });
+            }
+            if end_of_epoch {
+                break;
             }
         }
     }
     bar.finish_and_clear();
-    let (dev_headline, best_step, outcome) = best.ok_or_else(|| TrainError::Config {
-        field: "train",
-        reason: "the run took no optimizer step".into(),
-    })?;
+    let (Some((dev_headline, best_step)), Some(best_scores)) = (state.best, state.best_metrics.clone())
+    else {
+        return Err(TrainError::Config {
+            field: "train",
+            reason: "the run took no optimizer step".into(),
+        });
+    };
     let summary = GenRunSummary {
         task: task.name.clone(),
         method: cfg.method.name.clone(),
@@ -276,22 +314,30 @@ pub fn train_generation(
         base_params,
         trainable_percent: 100.0 * trainable as f64 / base_params as f64,
         base_eval,
-        dev: outcome.scores.0.clone(),
+        dev: best_scores.0,
         dev_headline,
         headline_metric: metric.headline_name().into(),
         best_step,
-        steps: step,
+        steps: state.global_step,
         train_examples: train_enc.len(),
         train_target_tokens: target_tokens,
         dev_examples: dev_set.len(),
-        train_examples_per_s: examples_seen as f64 / train_seconds.max(1e-9),
-        eval_tokens_per_s: outcome.tokens_per_s,
-        train_seconds,
+        train_examples_per_s: state.examples_seen as f64 / state.train_seconds.max(1e-9),
+        eval_tokens_per_s: last_eval.map_or(f64::NAN, |e| e.tokens_per_s),
+        train_seconds: state.train_seconds,
         wall_seconds: wall.elapsed().as_secs_f64(),
     };
     petl_artifact::write_json_atomic(&run_dir.join("metrics.json"), &summary)?;
     write_plot(run_dir, &log_path, metric.headline_name())?;
     Ok(summary)
+}
+
+/// The frozen base's scores a run logged before its first step (the step-0 evaluation).
+fn base_scores_from_log(log_path: &Path) -> Result<Option<BTreeMap<String, f64>>> {
+    Ok(crate::log::read_log(log_path)?.into_iter().find_map(|r| match r {
+        LogRecord::Eval { step: 0, metrics, .. } => Some(metrics.0),
+        _ => None,
+    }))
 }
 
 /// Decodes the evaluation split of `task` (its first `eval_rows`, when given) with `tm` and
