@@ -182,6 +182,21 @@ fn add_penalty(trained: Trained<'_>, grads: &mut BTreeMap<String, Tensor>) -> Re
     Ok(Some((value, p.expected_density)))
 }
 
+/// Backward of `loss · loss_scale`, its gradients added into `grads`.
+pub(crate) fn add_scaled_backward(
+    params: &ParamStore,
+    loss: Tensor,
+    loss_scale: f64,
+    grads: &mut BTreeMap<String, Tensor>,
+) -> Result<()> {
+    let scaled = if loss_scale == 1.0 {
+        loss
+    } else {
+        (loss * loss_scale)?
+    };
+    add_gradients(params, &scaled.backward()?, grads)
+}
+
 /// Adds the gradients `store` holds for the parameters in `params` into `grads`.
 pub(crate) fn add_gradients(
     params: &ParamStore,

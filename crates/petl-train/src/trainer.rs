@@ -5,7 +5,7 @@ use crate::config::{RunConfig, TaskSource};
 use crate::log::{read_log, JsonlLog, LogRecord};
 use crate::session::{EvalOutcome, TaskModel};
 use crate::step::{
-    add_gradient, add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
+    add_gradient, add_scaled_backward, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
 };
 use crate::{plot, Result, TrainError};
 use candle_core::{Device, Tensor};
@@ -441,12 +441,7 @@ fn accumulate(
         }
         let loss = (tm.loss(&batch, ctx)? * weight)?;
         loss_sum += loss.to_scalar::<f32>()? as f64;
-        let scaled = if loss_scale == 1.0 {
-            loss
-        } else {
-            (loss * loss_scale)?
-        };
-        add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
+        add_scaled_backward(tm.params(), loss, loss_scale, &mut grads)?;
     }
     Ok(Accumulated {
         loss: loss_sum,

@@ -6,13 +6,11 @@
 mod common;
 
 use candle_core::Device;
-use common::{model_dir, shared_data, LLAMA_SPECIALS, TRAIN, WMT_LINES};
+use common::{logged_losses, model_dir, saved_predictions, wmt_en_ro, LLAMA_SPECIALS};
 use petl_methods::preset;
 use petl_models::{ForwardCtx, Precision};
 use petl_ops::DropoutRng;
-use petl_train::generation::{
-    evaluate_task, train_generation, GenBase, GenData, GenTask, GenTaskModel, TextCodec,
-};
+use petl_train::generation::{evaluate_task, train_generation, GenBase, GenTask, GenTaskModel, TextCodec};
 use petl_train::{RunConfig, TaskSource, TrainConfig, TrainOptions};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -21,20 +19,7 @@ use std::path::Path;
 const EVAL: usize = 4;
 
 fn task() -> GenTask {
-    GenTask {
-        name: "wmt16-en-ro".into(),
-        data: GenData::Wmt16 {
-            dir: shared_data().join("wmt16_en_ro"),
-            stem: "newstest2016".into(),
-            direction: "en-ro".into(),
-        },
-        holdout: WMT_LINES - TRAIN,
-        template: None,
-        chat: false,
-        max_target_len: 16,
-        metric: None,
-        generation: None,
-    }
+    wmt_en_ro(16)
 }
 
 fn tiny_llama(root: &Path) -> std::path::PathBuf {
@@ -130,27 +115,12 @@ fn llama_diff_pruning_with_checkpointing_stores_an_exact_sparse_diff() {
 
     let tm = GenTaskModel::from_artifact(&base, &run.path().join("artifact")).unwrap();
     let out = evaluate_task(&tm, &task(), 48, Some(EVAL), 4, false).unwrap();
-    let saved: Vec<String> = std::fs::read_to_string(run.path().join("stage3/predictions.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["prediction"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let saved = saved_predictions(&run.path().join("stage3/predictions.jsonl"));
     let again: Vec<String> = out.predictions.iter().map(|p| p.prediction.clone()).collect();
     assert_eq!(again, saved);
     // Stage 1 learnt: its logged loss fell.
-    let log = std::fs::read_to_string(run.path().join("stage1/log.jsonl")).unwrap();
-    let losses: Vec<f64> = log
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["event"] == "train")
-        .map(|v| v["loss"].as_f64().unwrap())
-        .collect();
-    let (first, last) = (losses[0], *losses.last().unwrap());
+    let losses = logged_losses(&run.path().join("stage1"));
+    let (first, last) = (losses[0].1, losses[losses.len() - 1].1);
     eprintln!("diff pruning on the decoder: stage 1 loss {first:.3} -> {last:.3}");
     assert!(last < first, "stage 1 loss {first} -> {last}");
 }
@@ -203,16 +173,7 @@ fn a_killed_generation_run_resumes_to_the_same_result() {
         "the base's scores come back from the log"
     );
 
-    let losses = |run: &Path| -> Vec<(u64, f64)> {
-        std::fs::read_to_string(run.join("log.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["event"] == "train")
-            .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-            .collect()
-    };
-    let (a, b) = (losses(whole.path()), losses(killed.path()));
+    let (a, b) = (logged_losses(whole.path()), logged_losses(killed.path()));
     assert_eq!(a.len(), 12, "{a:?}");
     assert_eq!(a, b);
     let weights = |run: &Path| std::fs::read(run.join("artifact/weights.safetensors")).unwrap();

@@ -13,7 +13,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{model_dir, shared_data, BART_SPECIALS, TRAIN, WMT_LINES};
+use common::{logged_losses, model_dir, saved_predictions, shared_data, wmt_en_ro, BART_SPECIALS, TRAIN};
 
 /// Pairs evaluated.
 const EVAL: usize = 6;
@@ -29,20 +29,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 fn wmt_task() -> GenTask {
-    GenTask {
-        name: "wmt16-en-ro".into(),
-        data: GenData::Wmt16 {
-            dir: shared_data().join("wmt16_en_ro"),
-            stem: "newstest2016".into(),
-            direction: "en-ro".into(),
-        },
-        holdout: WMT_LINES - TRAIN,
-        template: None,
-        chat: false,
-        max_target_len: 20,
-        metric: None,
-        generation: None,
-    }
+    wmt_en_ro(20)
 }
 
 fn run_config(model: &Path, method: &str) -> RunConfig {
@@ -71,13 +58,7 @@ fn run_config(model: &Path, method: &str) -> RunConfig {
 
 /// The mean training loss of the first and of the last logged steps.
 fn first_and_last_loss(run: &Path) -> (f64, f64) {
-    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
-    let losses: Vec<f64> = log
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["event"] == "train")
-        .map(|v| v["loss"].as_f64().unwrap())
-        .collect();
+    let losses: Vec<f64> = logged_losses(run).into_iter().map(|(_, l)| l).collect();
     assert!(losses.len() >= 9, "too few logged steps: {losses:?}");
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     (mean(&losses[..3]), mean(&losses[losses.len() - 3..]))
@@ -322,16 +303,7 @@ fn bart_diff_pruning_stores_an_exact_sparse_diff_that_reloads() {
 
     let tm = GenTaskModel::from_artifact(&base, &run.path().join("artifact")).unwrap();
     let out = evaluate_task(&tm, &wmt_task(), 24, Some(EVAL), 8, false).unwrap();
-    let saved: Vec<String> = std::fs::read_to_string(run.path().join("stage3/predictions.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["prediction"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let saved = saved_predictions(&run.path().join("stage3/predictions.jsonl"));
     let again: Vec<String> = out.predictions.iter().map(|p| p.prediction.clone()).collect();
     assert_eq!(again, saved);
     let (first, last) = first_and_last_loss(&run.path().join("stage1"));

@@ -9,7 +9,7 @@ use super::task::GenTask;
 use crate::checkpoint::{self, LoopState};
 use crate::log::{JsonlLog, LogRecord};
 use crate::step::{
-    add_gradient, add_gradients, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
+    add_gradient, add_scaled_backward, optimizer_step, Accumulated, Optimizers, StepOutcome, StepSettings,
 };
 use crate::trainer::{eval_due, format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
@@ -420,12 +420,7 @@ impl TokenPasses {
             let (sum, _) = tm.loss_sum(&batch, label_smoothing, ctx)?;
             let loss = (sum / total.max(1) as f64)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
-            let scaled = if loss_scale == 1.0 {
-                loss
-            } else {
-                (loss * loss_scale)?
-            };
-            add_gradients(tm.params(), &scaled.backward()?, &mut grads)?;
+            add_scaled_backward(tm.params(), loss, loss_scale, &mut grads)?;
         }
         Ok(Accumulated {
             loss: loss_sum,

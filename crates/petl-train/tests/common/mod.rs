@@ -3,6 +3,7 @@
 //! commonest words of the real WMT16 en-ro test set so that real text can train them.
 #![allow(dead_code)]
 
+use petl_train::generation::{GenData, GenTask};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -138,4 +139,48 @@ pub fn model_dir(root: &Path, name: &str, specials: [&str; 4], codes: &[&str], s
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     dir
+}
+
+/// The `prediction` of every line of a run's `predictions.jsonl` (at `path`).
+pub fn saved_predictions(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["prediction"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every `(step, loss)` of a run's `log.jsonl` training records.
+pub fn logged_losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "train")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+/// WMT16 en→ro on newstest2016: the first [`TRAIN`] pairs train, the rest are held out;
+/// targets of at most `max_target_len` tokens.
+pub fn wmt_en_ro(max_target_len: usize) -> GenTask {
+    GenTask {
+        name: "wmt16-en-ro".into(),
+        data: GenData::Wmt16 {
+            dir: shared_data().join("wmt16_en_ro"),
+            stem: "newstest2016".into(),
+            direction: "en-ro".into(),
+        },
+        holdout: WMT_LINES - TRAIN,
+        template: None,
+        chat: false,
+        max_target_len,
+        metric: None,
+        generation: None,
+    }
 }
