@@ -133,6 +133,16 @@ impl GenBase {
                 label_suffix: Vec::new(),
                 forced_bos: c.forced_bos_token_id,
             },
+            // Marian targets are `… </s>`; the decoder starts from the padding token.
+            Seq2SeqFamily::Marian => Seq2SeqFormat {
+                decoder_start: c.decoder_start_token_id.ok_or_else(|| TrainError::Config {
+                    field: "model",
+                    reason: "the Marian config names no decoder_start_token_id".into(),
+                })?,
+                label_prefix: Vec::new(),
+                label_suffix: Vec::new(),
+                forced_bos: None,
+            },
             Seq2SeqFamily::Mbart => {
                 let code = match target_language {
                     Some(lang) => Some(language_code(&self.tokenizer, lang)?),
@@ -248,7 +258,7 @@ fn is_encoder_decoder(dir: &ModelDir) -> Result<bool> {
         .unwrap_or_default();
     Ok(
         json.get("is_encoder_decoder").and_then(|v| v.as_bool()) == Some(true)
-            || matches!(model_type, "bart" | "mbart"),
+            || matches!(model_type, "bart" | "mbart" | "marian"),
     )
 }
 
