@@ -1,4 +1,4 @@
-//! Methods on BART and mBART (the tiny goldens of petl-models, written by
+//! Methods on BART, mBART and Marian (the tiny goldens of petl-models, written by
 //! `crates/petl-models/tests/golden/gen/make_seq2seq_golden.py`): LoRA on q/v acts on
 //! self- and cross-attention as peft does, prefix tuning has one generator per attention kind
 //! (He et al.'s three), both match PyTorch in value and gradient, and every preset builds,
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// The parity bound of petl-models' tests; gradients are held to it relative to their size.
 const TOLERANCE: f32 = 1e-4;
-const CASES: [&str; 2] = ["tiny-bart", "tiny-mbart"];
+const CASES: [&str; 3] = ["tiny-bart", "tiny-mbart", "tiny-marian"];
 
 fn dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +43,7 @@ fn input(g: &HashMap<String, Tensor>) -> Seq2SeqInput {
     }
 }
 
-/// Logits `[batch, t, vocab]` and the mean cross-entropy over real label tokens (pad = 1), as
+/// Logits `[batch, t, vocab]` and the mean cross-entropy over real (non-pad) label tokens, as
 /// the golden script's `lm_loss`.
 fn logits_and_loss(model: &Seq2SeqModel, hooks: &dyn Hooks, g: &HashMap<String, Tensor>) -> (Tensor, Tensor) {
     let mut ctx = ForwardCtx::eval();
@@ -56,8 +56,9 @@ fn logits_and_loss(model: &Seq2SeqModel, hooks: &dyn Hooks, g: &HashMap<String, 
         .unwrap()
         .to_vec1()
         .unwrap();
+    let pad = model.config().pad_token_id;
     let keep: Vec<u32> = (0..labels.len() as u32)
-        .filter(|&i| labels[i as usize] != 1)
+        .filter(|&i| labels[i as usize] != pad)
         .collect();
     let targets: Vec<u32> = keep.iter().map(|&i| labels[i as usize]).collect();
     let keep = Tensor::new(keep.as_slice(), &Device::Cpu).unwrap();
@@ -253,8 +254,14 @@ fn an_encoder_decoder_prefix_trains_three_generators_and_stores_their_prefixes()
 }
 
 #[test]
-fn every_preset_builds_counts_and_trains_on_bart() {
-    let (model, g) = load("tiny-bart");
+fn every_preset_builds_counts_and_trains_on_bart_and_marian() {
+    for case in ["tiny-bart", "tiny-marian"] {
+        every_preset_builds_counts_and_trains(case);
+    }
+}
+
+fn every_preset_builds_counts_and_trains(case: &str) {
+    let (model, g) = load(case);
     let shape = model.shape();
     let (reference, _) = logits_and_loss(&model, &NoHooks, &g);
     for p in PRESETS {
@@ -262,7 +269,12 @@ fn every_preset_builds_counts_and_trains_on_bart() {
         let mut store = ParamStore::new(&Device::Cpu, 7);
         let delta = Delta::build(&method, &model, &mut store).unwrap();
         let count = method.count(&shape);
-        assert_eq!(count.trainable, store.num_elements(), "{}: trainable", p.name);
+        assert_eq!(
+            count.trainable,
+            store.num_elements(),
+            "{case} {}: trainable",
+            p.name
+        );
         let projected = method.deltas.iter().any(|d| {
             matches!(
                 d.form,
@@ -279,7 +291,7 @@ fn every_preset_builds_counts_and_trains_on_bart() {
                 .values()
                 .map(Tensor::elem_count)
                 .sum();
-            assert_eq!(count.stored, stored, "{}: stored", p.name);
+            assert_eq!(count.stored, stored, "{case} {}: stored", p.name);
         }
 
         // Zero up-projections leave the model where it was (where the method promises it).
@@ -298,7 +310,7 @@ fn every_preset_builds_counts_and_trains_on_bart() {
             assert_eq!(
                 max_abs_diff(&logits, &reference),
                 0.0,
-                "{}: moved at init",
+                "{case} {}: moved at init",
                 p.name
             );
         }
@@ -315,17 +327,17 @@ fn every_preset_builds_counts_and_trains_on_bart() {
         for (name, var) in s.iter() {
             let grad = grads
                 .get(var)
-                .unwrap_or_else(|| panic!("{}: no gradient for {name}", p.name));
+                .unwrap_or_else(|| panic!("{case} {}: no gradient for {name}", p.name));
             let v = grad.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert!(
                 v.iter().all(|x| x.is_finite()),
-                "{}: non-finite gradient for {name}",
+                "{case} {}: non-finite gradient for {name}",
                 p.name
             );
             if !name.contains("log_alpha") {
                 assert!(
                     v.iter().any(|x| *x != 0.0),
-                    "{}: zero gradient for {name}",
+                    "{case} {}: zero gradient for {name}",
                     p.name
                 );
             }

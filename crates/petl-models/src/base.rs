@@ -109,6 +109,16 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// A tensor that is state but not a parameter (a frozen buffer such as Marian's sinusoidal
+    /// positions): taken out of the checkpoint when it is there, in f32, and not recorded
+    /// among the base parameters.
+    pub(crate) fn buffer(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
+        match self.ckpt.take_optional(name, shape)? {
+            Some(t) => Ok(Some(t.to_dtype(DType::F32)?)),
+            None => Ok(None),
+        }
+    }
+
     pub(crate) fn into_taken(self) -> BTreeMap<String, Tensor> {
         self.taken
     }

@@ -4,7 +4,7 @@
 //! - [`EncoderModel`] loads BERT-family weights (BERT, RoBERTa, XLM-R) and runs the forward pass,
 //!   calling a [`Hooks`] implementation at every named hook point ([`Sublayer`], [`Proj`],
 //!   per-head output, K/V prefix, every base parameter).
-//! - [`Seq2SeqModel`] does the same for BART and mBART encoder-decoders, with a key/value
+//! - [`Seq2SeqModel`] does the same for BART, mBART and Marian encoder-decoders, with a key/value
 //!   cache for decoding ([`Seq2SeqCache`]).
 //! - [`DecoderModel`] loads Llama-family decoders (Llama, Mistral, Qwen2, SmolLM2) and runs the
 //!   same hooks in pre-norm blocks, with an LM head and cached incremental decoding

@@ -120,7 +120,7 @@ impl ModelShape {
     }
 
     /// Reads a Hugging Face `config.json` of any architecture petl knows the shape of:
-    /// BERT-family encoders, BART/mBART encoder-decoders and Llama-family decoders.
+    /// BERT-family encoders, BART/mBART/Marian encoder-decoders and Llama-family decoders.
     pub fn from_config_file(path: &Path) -> Result<Self> {
         crate::config::read_config_file(path, Self::from_config_json)
     }
@@ -137,9 +137,9 @@ impl ModelShape {
         };
         let probe: Probe = serde_json::from_str(text).map_err(bad)?;
         match probe.model_type.as_str() {
-            "bart" | "mbart" => {
+            "bart" | "mbart" | "marian" => {
                 let c: Seq2SeqConfig = serde_json::from_str(text).map_err(bad)?;
-                Ok(c.shape(probe.model_type == "mbart"))
+                Ok(c.shape(&probe.model_type))
             }
             "llama" | "mistral" | "qwen2" => Ok(Self::of_decoder(&DecoderConfig::from_json(text)?)),
             _ => Ok(Self::of_encoder(&EncoderConfig::from_json(text)?, true)),
@@ -195,7 +195,7 @@ impl ModelShape {
     }
 }
 
-/// The fields of a BART/mBART `config.json` that decide its size.
+/// The fields of a BART/mBART/Marian `config.json` that decide its size.
 #[derive(Deserialize)]
 struct Seq2SeqConfig {
     vocab_size: usize,
@@ -209,18 +209,25 @@ struct Seq2SeqConfig {
 }
 
 impl Seq2SeqConfig {
-    fn shape(&self, mbart: bool) -> ModelShape {
+    /// `model_type` is `bart`, `mbart` or `marian`.
+    fn shape(&self, model_type: &str) -> ModelShape {
+        let (mbart, marian) = (model_type == "mbart", model_type == "marian");
         let d = self.d_model;
         let attn = 4 * (d * d + d);
         let ffn = |m: usize| d * m + m + m * d + d;
         // Learned positions carry BART's offset of 2; the shared embedding counts once.
-        let positions = 2 * (self.max_position_embeddings + 2) * d;
-        let embedding_norms = 2 * 2 * d;
+        // Marian's sinusoidal tables and missing `layernorm_embedding` add nothing.
+        let positions = if marian {
+            0
+        } else {
+            2 * (self.max_position_embeddings + 2) * d
+        };
+        let embedding_norms = if marian { 0 } else { 2 * 2 * d };
         let final_norms = if mbart { 2 * 2 * d } else { 0 };
         let encoder = self.encoder_layers * (attn + ffn(self.encoder_ffn_dim) + 2 * 2 * d);
         let decoder = self.decoder_layers * (2 * attn + ffn(self.decoder_ffn_dim) + 3 * 2 * d);
         ModelShape {
-            model_type: if mbart { "mbart" } else { "bart" }.into(),
+            model_type: model_type.into(),
             hidden_size: d,
             num_heads: self.encoder_attention_heads,
             head_dim: d / self.encoder_attention_heads.max(1),
@@ -244,10 +251,10 @@ impl Seq2SeqConfig {
                 + final_norms / 2
                 + self.encoder_layers * (4 * d + self.encoder_ffn_dim + d + 2 * d)
                 + self.decoder_layers * (8 * d + self.decoder_ffn_dim + d + 3 * d),
-            // Shared embedding, two position tables, two embedding LayerNorms (+ two final
-            // LayerNorms for mBART); 16 tensors per encoder block, 26 per decoder block.
-            base_tensors: 3
-                + 4
+            // Shared embedding, two position tables and two embedding LayerNorms (not Marian),
+            // two final LayerNorms (mBART); 16 tensors per encoder block, 26 per decoder block.
+            base_tensors: 1
+                + if marian { 0 } else { 2 + 4 }
                 + if mbart { 4 } else { 0 }
                 + 16 * self.encoder_layers
                 + 26 * self.decoder_layers,
@@ -269,6 +276,20 @@ mod tests {
         // transformers: sum(p.numel() for p in BartModel(config).parameters()) = 406,291,456.
         assert_eq!(s.base_params, 406_291_456);
         assert_eq!(s.num_blocks(), 24);
+    }
+
+    #[test]
+    fn opus_mt_marian_counts_its_trainable_parameters() {
+        // Helsinki-NLP/opus-mt-en-de's config.json, size fields only.
+        let text = r#"{"model_type":"marian","vocab_size":58101,"d_model":512,"encoder_layers":6,
+            "decoder_layers":6,"encoder_attention_heads":8,"decoder_attention_heads":8,
+            "encoder_ffn_dim":2048,"decoder_ffn_dim":2048,"max_position_embeddings":512}"#;
+        let s = ModelShape::from_config_json(text).unwrap();
+        // transformers: MarianModel(config) has 74,410,496 parameters, of which the two frozen
+        // sinusoidal tables (2 · 512 · 512) are not trainable: 73,886,208.
+        assert_eq!(s.base_params, 73_886_208);
+        assert_eq!(s.model_type, "marian");
+        assert_eq!(s.num_blocks(), 12);
     }
 
     #[test]

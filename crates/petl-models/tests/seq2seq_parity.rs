@@ -1,7 +1,8 @@
-//! BART and mBART against Hugging Face `transformers` (golden files written by
+//! BART, mBART and Marian against Hugging Face `transformers` (golden files written by
 //! `tests/golden/gen/make_seq2seq_golden.py`, eager attention, f32): logits, the encoder
-//! output, cached decoding against the full decoder, every hook point once per site, and LoRA
-//! and prefix hooks against peft / prefixed attention in PyTorch.
+//! output, cached decoding against the full decoder and greedy decoding against `generate`,
+//! every hook point once per site, and LoRA and prefix hooks against peft / prefixed attention
+//! in PyTorch.
 
 use candle_core::{DType, Device, Tensor};
 use petl_models::{
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// The bound the encoder parity tests hold tiny models to.
 const TOLERANCE: f32 = 1e-4;
-const CASES: [&str; 2] = ["tiny-bart", "tiny-mbart"];
+const CASES: [&str; 3] = ["tiny-bart", "tiny-mbart", "tiny-marian"];
 
 fn golden_dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,8 +94,13 @@ fn the_shape_from_config_json_is_the_loaded_models() {
         let from_config = ModelShape::from_config_file(&golden_dir(case).join("config.json")).unwrap();
         assert_eq!(model.shape(), from_config, "{case}");
         assert_eq!(model.shape().num_blocks(), 4);
-        // transformers: sum(p.numel() for p in model.parameters()) of the tiny models.
-        let expected = if case == "tiny-bart" { 50_176 } else { 50_304 };
+        // transformers: sum(p.numel() for p in model.parameters() if p.requires_grad) of the
+        // tiny models (Marian's frozen sinusoidal tables are not parameters to petl).
+        let expected = match case {
+            "tiny-bart" => 50_176,
+            "tiny-mbart" => 50_304,
+            _ => 45_824,
+        };
         assert_eq!(model.num_base_params(), expected, "{case}");
     }
 }
@@ -269,6 +275,68 @@ fn cached_decoding_equals_the_full_decoder() {
             println!("{case} {name}: cached vs full max |Δ logits| = {d:.2e}");
             assert!(d <= TOLERANCE, "{case} {name}: cached decoding differs by {d}");
         }
+    }
+}
+
+/// Greedy decoding through prefill + step as `generate` does it for these configs: argmax,
+/// `forced_eos_token_id` at the last step, finished rows padded.
+fn greedy(model: &Seq2SeqModel, gen: &serde_json::Value) -> Vec<Vec<u32>> {
+    let ids2 = |v: &serde_json::Value| -> Vec<Vec<u32>> { serde_json::from_value(v.clone()).unwrap() };
+    let id = |k: &str| gen[k].as_u64().unwrap() as u32;
+    let source = ids2(&gen["input_ids"]);
+    let mask = ids2(&gen["attention_mask"]);
+    let rows = source.len();
+    let tensor = |v: Vec<Vec<u32>>| Tensor::new(v, &Device::Cpu).unwrap();
+    let (eos, pad, start) = (
+        id("eos_token_id"),
+        id("pad_token_id"),
+        id("decoder_start_token_id"),
+    );
+    let steps = gen["max_new_tokens"].as_u64().unwrap() as usize;
+    let mut ctx = ForwardCtx::eval();
+    let encoded = model
+        .encode(&tensor(source), &tensor(mask), &NoHooks, &mut ctx)
+        .unwrap();
+    let starts = tensor(vec![vec![start]; rows]);
+    let (mut cache, mut logits) = model.prefill(&encoded, &starts, &NoHooks, &mut ctx).unwrap();
+    let mut out = vec![vec![start]; rows];
+    let mut done = vec![false; rows];
+    for step in 0..steps {
+        let best = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let next: Vec<u32> = (0..rows)
+            .map(|r| match (done[r], step + 1 == steps) {
+                (true, _) => pad,
+                (false, true) => id("forced_eos_token_id"),
+                (false, false) => best[r],
+            })
+            .collect();
+        for (r, &t) in next.iter().enumerate() {
+            out[r].push(t);
+            done[r] |= t == eos;
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        logits = model.step(&mut cache, &next, &NoHooks, &mut ctx).unwrap();
+    }
+    out
+}
+
+#[test]
+fn greedy_decoding_with_the_cache_matches_generate() {
+    for case in CASES {
+        let (model, _) = load(case);
+        let text = std::fs::read_to_string(golden_dir(case).join("generate.json")).unwrap();
+        let gen: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let want: Vec<Vec<u32>> = serde_json::from_value(gen["greedy"]["sequences"].clone()).unwrap();
+        // The goldens run every row to the length limit; the decoder start is the config's
+        // (Marian: the padding token).
+        assert_eq!(
+            gen["decoder_start_token_id"].as_u64(),
+            model.config().decoder_start_token_id.map(u64::from),
+            "{case}"
+        );
+        assert_eq!(greedy(&model, &gen), want, "{case}: greedy tokens");
     }
 }
 
@@ -498,18 +566,13 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(e.contains("decoder positions 64..65 exceed"), "{e}");
 }
 
-/// The tiny BART's files with one tensor changed by `edit`, in a fresh directory.
-fn edited_copy(tag: &str, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathBuf {
+/// The tiny `case`'s files with tensors changed by `edit`, in a fresh directory.
+fn edited_copy(case: &str, tag: &str, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("petl-seq2seq-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        golden_dir("tiny-bart").join("config.json"),
-        dir.join("config.json"),
-    )
-    .unwrap();
+    std::fs::copy(golden_dir(case).join("config.json"), dir.join("config.json")).unwrap();
     let mut tensors =
-        candle_core::safetensors::load(golden_dir("tiny-bart").join("model.safetensors"), &Device::Cpu)
-            .unwrap();
+        candle_core::safetensors::load(golden_dir(case).join("model.safetensors"), &Device::Cpu).unwrap();
     edit(&mut tensors);
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
     dir
@@ -522,7 +585,7 @@ fn bad_checkpoints_name_the_tensor() {
         std::fs::remove_dir_all(dir).unwrap();
         e
     };
-    let dir = edited_copy("missing", |t| {
+    let dir = edited_copy("tiny-bart", "missing", |t| {
         t.remove("model.decoder.layers.1.encoder_attn.k_proj.bias");
     });
     let e = load_err(&dir);
@@ -532,7 +595,7 @@ fn bad_checkpoints_name_the_tensor() {
             .contains("decoder.layers.1.encoder_attn.k_proj.bias"),
         "{e}"
     );
-    let dir = edited_copy("shape", |t| {
+    let dir = edited_copy("tiny-bart", "shape", |t| {
         t.insert(
             "model.encoder.layers.0.fc1.weight".into(),
             Tensor::zeros((63, 32), DType::F32, &Device::Cpu).unwrap(),
@@ -545,7 +608,7 @@ fn bad_checkpoints_name_the_tensor() {
         "{e}"
     );
     // A checkpoint that stores the table only under the encoder's name still loads.
-    let dir = edited_copy("renamed", |t| {
+    let dir = edited_copy("tiny-bart", "renamed", |t| {
         let shared = t.remove("model.shared.weight").unwrap();
         t.insert("model.encoder.embed_tokens.weight".into(), shared);
     });
@@ -582,4 +645,68 @@ fn half_precision_linears_and_training_dropout() {
     assert_eq!(max_abs_diff(&train(1), &train(1)), 0.0);
     assert!(max_abs_diff(&train(1), &train(2)) > 1e-2);
     assert!(max_abs_diff(&train(1), &full) > 1e-2);
+}
+
+// ----------------------------------------------------------------------------- Marian
+
+#[test]
+fn marian_positions_are_fixed_sinusoids_computed_or_stored() {
+    let (model, g) = load("tiny-marian");
+    // transformers neither saves the tables nor counts them as trainable; petl computes them
+    // and keeps them out of the base parameters (no hook can train them).
+    assert!(!model.base_params().keys().any(|n| n.contains("embed_positions")));
+    assert!(!model
+        .base_params()
+        .keys()
+        .any(|n| n.contains("layernorm_embedding")));
+    assert!(model.extra_tensors().is_empty());
+    let input = input(&g);
+    let computed = logits(&model, &input, &NoHooks);
+
+    // A checkpoint that stores the table (older opus-mt conversions do) is read as transformers
+    // reads it: transformers' own table gives petl's computed logits back, a zeroed one does not.
+    let with_table = |tag: &str, table: Tensor| {
+        let dir = edited_copy("tiny-marian", tag, |t| {
+            for stack in ["encoder", "decoder"] {
+                t.insert(format!("model.{stack}.embed_positions.weight"), table.clone());
+            }
+        });
+        let loaded = Seq2SeqModel::load(&ModelDir::open(&dir).unwrap(), &Device::Cpu);
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
+    };
+    let stored = with_table("stored", g["embed_positions"].clone()).unwrap();
+    assert!(stored.extra_tensors().is_empty());
+    assert_eq!(stored.num_base_params(), model.num_base_params());
+    let d = max_abs_diff(&logits(&stored, &input, &NoHooks), &computed);
+    println!("tiny-marian: stored vs computed sinusoid tables, max |Δ logits| = {d:.2e}");
+    assert!(d <= 1e-6, "petl's sinusoids differ from transformers' table: {d}");
+    let zeroed = with_table("zeroed", g["embed_positions"].zeros_like().unwrap()).unwrap();
+    assert!(max_abs_diff(&logits(&zeroed, &input, &NoHooks), &computed) > 0.1);
+    let e = with_table("short", g["embed_positions"].narrow(0, 0, 10).unwrap()).unwrap_err();
+    assert!(matches!(e, ModelError::ShapeMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("encoder.embed_positions.weight") && e.to_string().contains("[64, 32]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn marian_refuses_separate_decoder_vocabularies() {
+    let config = std::fs::read_to_string(golden_dir("tiny-marian").join("config.json")).unwrap();
+    let edited = config.replace(
+        "\"share_encoder_decoder_embeddings\": true",
+        "\"share_encoder_decoder_embeddings\": false",
+    );
+    assert_ne!(edited, config);
+    let e = petl_models::Seq2SeqConfig::from_json(&edited)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("share_encoder_decoder_embeddings"), "{e}");
+    let edited = config.replace("\"decoder_vocab_size\": 96", "\"decoder_vocab_size\": 97");
+    assert_ne!(edited, config);
+    let e = petl_models::Seq2SeqConfig::from_json(&edited)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("decoder_vocab_size"), "{e}");
 }

@@ -1,12 +1,12 @@
-//! The Hugging Face `config.json` of a BART or mBART encoder-decoder.
+//! The Hugging Face `config.json` of a BART, mBART or Marian encoder-decoder.
 
 use crate::{ModelError, Result};
 use petl_ops::Activation;
 use serde::Deserialize;
 use std::path::Path;
 
-/// The encoder-decoder families petl implements. They share every tensor name and differ in
-/// where the LayerNorms sit.
+/// The encoder-decoder families petl implements. They share the block tensor names and differ
+/// in where the LayerNorms sit and how positions are embedded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Seq2SeqFamily {
@@ -14,15 +14,19 @@ pub enum Seq2SeqFamily {
     Bart,
     /// mBART: pre-LN blocks (`x + f(LN(x))`) and a final LayerNorm after each stack.
     Mbart,
+    /// Marian (MarianMT): post-LN blocks like BART, fixed sinusoidal positions and no
+    /// `layernorm_embedding`; the decoder starts from the padding token.
+    Marian,
 }
 
 impl Seq2SeqFamily {
-    const SUPPORTED: &'static str = "bart, mbart";
+    const SUPPORTED: &'static str = "bart, mbart, marian";
 
     fn from_model_type(model_type: &str) -> Result<Self> {
         match model_type {
             "bart" => Ok(Self::Bart),
             "mbart" => Ok(Self::Mbart),
+            "marian" => Ok(Self::Marian),
             other => Err(ModelError::UnsupportedModelType {
                 model_type: other.to_string(),
                 supported: Self::SUPPORTED,
@@ -33,6 +37,25 @@ impl Seq2SeqFamily {
     /// Whether blocks normalise a sub-layer's input (mBART) rather than its residual sum (BART).
     pub fn pre_norm(self) -> bool {
         self == Self::Mbart
+    }
+
+    /// Whether positions come from a fixed sinusoidal table (Marian) rather than a learned one.
+    pub fn sinusoidal_positions(self) -> bool {
+        self == Self::Marian
+    }
+
+    /// Whether each stack normalises its embeddings (`layernorm_embedding`: BART and mBART).
+    pub fn embedding_norm(self) -> bool {
+        self != Self::Marian
+    }
+
+    /// The padding id transformers' config class assumes when config.json names none
+    /// (`MarianConfig`: 58100, the last id of opus-mt's 58101-token vocabularies).
+    fn default_pad_token_id(self) -> u32 {
+        match self {
+            Self::Bart | Self::Mbart => 1,
+            Self::Marian => 58100,
+        }
     }
 }
 
@@ -78,8 +101,8 @@ struct RawConfig {
     scale_embedding: bool,
     #[serde(default = "default_true")]
     tie_word_embeddings: bool,
-    #[serde(default = "default_pad")]
-    pad_token_id: u32,
+    #[serde(default)]
+    pad_token_id: Option<u32>,
     #[serde(default)]
     bos_token_id: Option<u32>,
     #[serde(default)]
@@ -100,6 +123,11 @@ struct RawConfig {
     normalize_embedding: Option<bool>,
     #[serde(default)]
     static_position_embeddings: Option<bool>,
+    // Marian: separate encoder and decoder vocabularies (not implemented).
+    #[serde(default)]
+    share_encoder_decoder_embeddings: Option<bool>,
+    #[serde(default)]
+    decoder_vocab_size: Option<usize>,
 }
 
 fn default_act() -> String {
@@ -111,14 +139,11 @@ fn default_dropout() -> f32 {
 fn default_true() -> bool {
     true
 }
-fn default_pad() -> u32 {
-    1
-}
 
-/// A validated BART / mBART configuration.
+/// A validated BART / mBART / Marian configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seq2SeqConfig {
-    /// The architecture family (decides where LayerNorms sit).
+    /// The architecture family (decides where LayerNorms sit and how positions are embedded).
     pub family: Seq2SeqFamily,
     /// `model_type` as written in config.json.
     pub model_type: String,
@@ -142,7 +167,7 @@ pub struct Seq2SeqConfig {
     pub attention_dropout: f32,
     /// Dropout after the FFN nonlinearity (`activation_dropout`).
     pub activation_dropout: f32,
-    /// Number of learned positions (the tables hold 2 more rows: BART's offset).
+    /// Number of positions (BART's learned tables hold 2 more rows: its offset).
     pub max_position_embeddings: usize,
     /// Whether token embeddings are multiplied by √d (`scale_embedding`).
     pub scale_embedding: bool,
@@ -156,8 +181,8 @@ pub struct Seq2SeqConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids (`eos_token_id`, one or several).
     pub eos_token_ids: Vec<u32>,
-    /// The decoder's first token (BART: `</s>`; mBART configs often leave it to the tokenizer's
-    /// language code).
+    /// The decoder's first token (BART: `</s>`; Marian: the padding token; mBART configs often
+    /// leave it to the tokenizer's language code).
     pub decoder_start_token_id: Option<u32>,
     /// A token generation forces first (mBART-50's target language).
     pub forced_bos_token_id: Option<u32>,
@@ -239,11 +264,15 @@ impl Seq2SeqConfig {
         let switches = [
             ("normalize_before", raw.normalize_before, pre_norm),
             ("add_final_layer_norm", raw.add_final_layer_norm, pre_norm),
-            ("normalize_embedding", raw.normalize_embedding, true),
+            (
+                "normalize_embedding",
+                raw.normalize_embedding,
+                family.embedding_norm(),
+            ),
             (
                 "static_position_embeddings",
                 raw.static_position_embeddings,
-                false,
+                family.sinusoidal_positions(),
             ),
         ];
         for (field, value, implied) in switches {
@@ -257,11 +286,15 @@ impl Seq2SeqConfig {
                 ));
             }
         }
+        if family == Seq2SeqFamily::Marian {
+            check_marian_vocabulary(&raw)?;
+        }
+        let pad_token_id = raw.pad_token_id.unwrap_or_else(|| family.default_pad_token_id());
         let vocab = raw.vocab_size;
         let eos_token_ids = raw.eos_token_id.map(Ids::into_vec).unwrap_or_default();
         let forced_eos_token_ids = raw.forced_eos_token_id.map(Ids::into_vec).unwrap_or_default();
         let single = [
-            ("pad_token_id", Some(raw.pad_token_id)),
+            ("pad_token_id", Some(pad_token_id)),
             ("bos_token_id", raw.bos_token_id),
             ("decoder_start_token_id", raw.decoder_start_token_id),
             ("forced_bos_token_id", raw.forced_bos_token_id),
@@ -300,7 +333,7 @@ impl Seq2SeqConfig {
             scale_embedding: raw.scale_embedding,
             tie_word_embeddings: raw.tie_word_embeddings,
             layer_norm_eps: 1e-5,
-            pad_token_id: raw.pad_token_id,
+            pad_token_id,
             bos_token_id: raw.bos_token_id,
             eos_token_ids,
             decoder_start_token_id: raw.decoder_start_token_id,
@@ -321,6 +354,30 @@ impl Seq2SeqConfig {
         } else {
             1.0
         }
+    }
+}
+
+/// Marian checkpoints may give the decoder its own vocabulary (a second embedding table and a
+/// head of `decoder_vocab_size` rows); petl implements only the shared one.
+fn check_marian_vocabulary(raw: &RawConfig) -> Result<()> {
+    if raw.share_encoder_decoder_embeddings == Some(false) {
+        return Err(invalid(
+            "share_encoder_decoder_embeddings",
+            "false (separate encoder and decoder vocabularies) is not implemented; petl runs Marian \
+             models whose encoder, decoder and LM head share one embedding table"
+                .into(),
+        ));
+    }
+    match raw.decoder_vocab_size {
+        Some(v) if v != raw.vocab_size => Err(invalid(
+            "decoder_vocab_size",
+            format!(
+                "{v} differs from vocab_size {}; petl implements only shared embeddings, where both \
+                 are the same",
+                raw.vocab_size
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -367,6 +424,63 @@ mod tests {
         assert!(c.family.pre_norm());
         assert_eq!(c.embed_scale(), 32.0);
         assert_eq!(c.eos_token_ids, vec![2, 3]);
+    }
+
+    /// Helsinki-NLP/opus-mt-en-de's config.json (the fields petl reads, plus fairseq-era
+    /// switches).
+    const OPUS_MT_EN_DE: &str = r#"{"activation_dropout":0.0,"activation_function":"swish",
+      "add_bias_logits":false,"add_final_layer_norm":false,"attention_dropout":0.0,"bos_token_id":0,
+      "d_model":512,"decoder_attention_heads":8,"decoder_ffn_dim":2048,"decoder_layers":6,
+      "decoder_start_token_id":58100,"decoder_vocab_size":58101,"dropout":0.1,"encoder_attention_heads":8,
+      "encoder_ffn_dim":2048,"encoder_layers":6,"eos_token_id":0,"forced_eos_token_id":0,
+      "max_position_embeddings":512,"model_type":"marian","normalize_before":false,
+      "normalize_embedding":false,"pad_token_id":58100,"scale_embedding":true,
+      "share_encoder_decoder_embeddings":true,"static_position_embeddings":true,"vocab_size":58101}"#;
+
+    #[test]
+    fn marian_is_post_norm_with_sinusoids_and_starts_from_pad() {
+        let c = Seq2SeqConfig::from_json(OPUS_MT_EN_DE).unwrap();
+        assert_eq!(c.family, Seq2SeqFamily::Marian);
+        assert!(!c.family.pre_norm() && c.family.sinusoidal_positions() && !c.family.embedding_norm());
+        assert_eq!(c.activation, Activation::Silu);
+        assert_eq!(c.embed_scale(), (512f64).sqrt());
+        assert_eq!((c.pad_token_id, c.decoder_start_token_id), (58100, Some(58100)));
+        assert_eq!(
+            (c.eos_token_ids.clone(), c.forced_eos_token_ids.clone()),
+            (vec![0], vec![0])
+        );
+        // Without pad_token_id, transformers' MarianConfig default (58100) applies.
+        let c = Seq2SeqConfig::from_json(&OPUS_MT_EN_DE.replace("\"pad_token_id\":58100,", "")).unwrap();
+        assert_eq!(c.pad_token_id, 58100);
+        let bart = Seq2SeqFamily::Bart;
+        assert!(bart.embedding_norm() && !bart.sinusoidal_positions());
+    }
+
+    #[test]
+    fn marian_switches_and_vocabularies_are_checked() {
+        let err = |text: String| Seq2SeqConfig::from_json(&text).unwrap_err().to_string();
+        let e = err(OPUS_MT_EN_DE.replace(
+            "\"static_position_embeddings\":true",
+            "\"static_position_embeddings\":false",
+        ));
+        assert!(e.contains("static_position_embeddings"), "{e}");
+        let e = err(OPUS_MT_EN_DE.replace("\"normalize_embedding\":false", "\"normalize_embedding\":true"));
+        assert!(e.contains("normalize_embedding"), "{e}");
+        let e = err(OPUS_MT_EN_DE.replace(
+            "\"share_encoder_decoder_embeddings\":true",
+            "\"share_encoder_decoder_embeddings\":false",
+        ));
+        assert!(e.contains("share_encoder_decoder_embeddings"), "{e}");
+        let e = err(OPUS_MT_EN_DE.replace("\"decoder_vocab_size\":58101", "\"decoder_vocab_size\":60000"));
+        assert!(e.contains("decoder_vocab_size"), "{e}");
+        let e = err(OPUS_MT_EN_DE.replace("58101", "58000"));
+        assert!(e.contains("pad_token_id"), "{e}");
+        // BART's learned positions are not Marian's.
+        let e = err(BART_LARGE.replace(
+            "\"static_position_embeddings\":false",
+            "\"static_position_embeddings\":true",
+        ));
+        assert!(e.contains("static_position_embeddings"), "{e}");
     }
 
     #[test]

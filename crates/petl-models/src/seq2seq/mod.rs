@@ -1,4 +1,7 @@
-//! BART and mBART encoder-decoders: the same hook points as the BERT encoder, over two stacks.
+//! BART, mBART and Marian encoder-decoders: the same hook points as the BERT encoder, over two
+//! stacks. The families differ only in LayerNorm placement (`block.rs`), position embeddings
+//! and `layernorm_embedding` (`embed.rs`) and the decoder's first token
+//! ([`Seq2SeqModel::shift_right`]).
 //!
 //! Blocks are numbered over both stacks, encoder first ([`crate::ModelShape::stacks`]): with
 //! `Le` encoder blocks, decoder block `n` is hook `layer` `Le + n`. A decoder block calls the
@@ -84,8 +87,8 @@ impl Seq2SeqCache {
     }
 }
 
-/// A pretrained BART or mBART: frozen weights plus the encoder and decoder forward passes with
-/// hook points.
+/// A pretrained BART, mBART or Marian: frozen weights plus the encoder and decoder forward
+/// passes with hook points.
 #[derive(Debug)]
 pub struct Seq2SeqModel {
     config: Seq2SeqConfig,
@@ -159,8 +162,8 @@ impl Seq2SeqModel {
         } else {
             Some(loader.param("lm_head.weight", &[v, d])?)
         };
-        let encoder_embed = StackEmbeddings::load(&mut loader, &config, "encoder")?;
-        let decoder_embed = StackEmbeddings::load(&mut loader, &config, "decoder")?;
+        let encoder_embed = StackEmbeddings::load(&mut loader, &config, "encoder", device)?;
+        let decoder_embed = StackEmbeddings::load(&mut loader, &config, "decoder", device)?;
         let encoder = (0..config.encoder_layers)
             .map(|i| EncoderBlock::load(&mut loader, &config, i))
             .collect::<Result<Vec<_>>>()?;
@@ -385,8 +388,9 @@ impl Seq2SeqModel {
     }
 
     /// The decoder inputs for `labels` `[batch, t]` (right-padded with `pad_token_id`), as
-    /// transformers' `shift_tokens_right` makes them: BART puts `decoder_start_token_id` first;
-    /// mBART moves each row's last non-pad token (its language code) to the front.
+    /// transformers' `shift_tokens_right` makes them: BART and Marian put
+    /// `decoder_start_token_id` first (Marian's is the padding token); mBART moves each row's
+    /// last non-pad token (its language code) to the front.
     pub fn shift_right(&self, labels: &Tensor) -> Result<Tensor> {
         let (batch, t) = check_batch("labels", labels)?;
         let pad = self.config.pad_token_id;
@@ -394,14 +398,13 @@ impl Seq2SeqModel {
         let mut out = Vec::with_capacity(batch * t);
         for row in rows {
             let start = match self.config.family {
-                Seq2SeqFamily::Bart => {
-                    self.config
-                        .decoder_start_token_id
-                        .ok_or_else(|| ModelError::InvalidConfig {
-                            field: "decoder_start_token_id",
-                            reason: "BART needs it to shift labels right".into(),
-                        })?
-                }
+                Seq2SeqFamily::Bart | Seq2SeqFamily::Marian => self
+                    .config
+                    .decoder_start_token_id
+                    .ok_or_else(|| ModelError::InvalidConfig {
+                        field: "decoder_start_token_id",
+                        reason: format!("{} needs it to shift labels right", self.config.model_type),
+                    })?,
                 Seq2SeqFamily::Mbart => {
                     let real = row.iter().filter(|&&id| id != pad).count();
                     row[real.saturating_sub(1)]

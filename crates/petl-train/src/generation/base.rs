@@ -136,6 +136,16 @@ impl GenBase {
                 forced_bos: c.forced_bos_token_id,
                 forced_eos: c.forced_eos_token_ids.first().copied(),
             },
+            // Marian targets are `… </s>`; the decoder starts from the padding token.
+            Seq2SeqFamily::Marian => Seq2SeqFormat {
+                decoder_start: c.decoder_start_token_id.ok_or_else(|| TrainError::Config {
+                    field: "model",
+                    reason: "the Marian config names no decoder_start_token_id".into(),
+                })?,
+                label_prefix: Vec::new(),
+                label_suffix: Vec::new(),
+                forced_bos: None,
+            },
             Seq2SeqFamily::Mbart => {
                 let code = match target_language {
                     Some(lang) => Some(language_code(&self.tokenizer, lang)?),
@@ -252,7 +262,7 @@ fn is_encoder_decoder(dir: &ModelDir) -> Result<bool> {
         .unwrap_or_default();
     Ok(
         json.get("is_encoder_decoder").and_then(|v| v.as_bool()) == Some(true)
-            || matches!(model_type, "bart" | "mbart"),
+            || matches!(model_type, "bart" | "mbart" | "marian"),
     )
 }
 

@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
-"""Generate the golden files that petl's BART / mBART parity tests compare against.
+"""Generate the golden files that petl's BART / mBART / Marian parity tests compare against.
 
-Written under --out (normally crates/petl-models/tests/golden), for each of tiny-bart and
-tiny-mbart:
+Written under --out (normally crates/petl-models/tests/golden), for each of tiny-bart,
+tiny-mbart and tiny-marian (--models picks a subset):
 
   {config.json, model.safetensors}
-      A tiny random-init BartForConditionalGeneration / MBartForConditionalGeneration
-      (d_model 32, 2 encoder + 2 decoder layers, 4 heads, ffn 64, vocab 96, 64 positions),
-      every parameter re-drawn from N(0, 0.2) (LayerNorm weights 1 + N(0, 0.1)) and
-      final_logits_bias from N(0, 0.2), so mistakes are not hidden by near-zero weights.
-      BART is post-LN without embedding scaling; mBART is pre-LN with final layer norms and
-      sqrt(d) embedding scaling.
+      A tiny random-init BartForConditionalGeneration / MBartForConditionalGeneration /
+      MarianMTModel (d_model 32, 2 encoder + 2 decoder layers, 4 heads, ffn 64, vocab 96,
+      64 positions), every trainable parameter re-drawn from N(0, 0.2) (LayerNorm weights
+      1 + N(0, 0.1)) and final_logits_bias from N(0, 0.2), so mistakes are not hidden by
+      near-zero weights. BART is post-LN without embedding scaling; mBART is pre-LN with final
+      layer norms and sqrt(d) embedding scaling; Marian is post-LN with sqrt(d) embedding
+      scaling, swish, no layernorm_embedding and frozen sinusoidal positions (kept as
+      transformers makes them, and left out of model.safetensors as transformers saves it).
+      Special ids: BART / mBART pad 1, bos 0, eos 2 (mBART's decoder start 3 stands in for a
+      language code); Marian pad 95 (the last id, as in opus-mt), eos 0, no bos, decoder start
+      = pad.
 
   golden.safetensors
       A padded batch (input_ids / attention_mask [3, 9]: row lengths 9, 6, 3; labels
-      [3, 7] right-padded with pad, decoder_input_ids = the model's own shift_tokens_right
-      of labels, decoder_attention_mask = 1 where the label is real, plus 1 at the start):
+      [3, 7] right-padded with pad (BART `<s> … </s>`, mBART `… </s> <lang>`, Marian
+      `… </s>`), decoder_input_ids = the model's own shift_tokens_right of labels,
+      decoder_attention_mask = 1 where the label is real, plus 1 at the start):
         encoder_last_hidden_state [3, 9, 32], logits [3, 7, 96]
       LoRA (peft LoraConfig r=4, lora_alpha=8, target_modules q_proj + v_proj, which peft
       applies to encoder self_attn and to decoder self_attn AND encoder_attn; lora_B re-drawn
@@ -31,13 +37,15 @@ tiny-mbart:
       delta0.layer{L}.cross_prefix.{keys,values} (cross-attention, L = 2..3), [3, 32] each:
         logits_prefix [3, 7, 96]: every attention's keys/values get the prefix prepended and
           the mask gets zeros (always attended) in front, through a small monkeypatch of
-          {Bart,MBart}Attention.forward (`prefixed_attention` below), positions unchanged
+          {Bart,MBart,Marian}Attention.forward (`prefixed_attention` below), positions unchanged
           (He et al.'s code); loss_prefix and `grad.<name>` for every prefix tensor.
         logits_prefix_pkv [3, 7, 96]: the decoder's self- and cross-attention prefixes passed
           the Hugging Face way, as an EncoderDecoderCache in past_key_values (is_updated
           cleared as peft does, the cross mask extended by the prefix), the encoder prefix
           through the same monkeypatch. transformers then numbers the decoder positions after
           the prefix (petl's `shift_positions = true`).
+      Marian only: embed_positions [64, 32], transformers' sinusoidal table (the same in both
+        stacks; not in model.safetensors), for the test of checkpoints that store it.
 
   generate.json
       For decoding tests: the encoder batch, the generation settings, greedy ids
@@ -50,6 +58,7 @@ attention implementation, the inputs (JSON) and the sha256 of model.safetensors.
 Usage:
   PY=$(scripts/python-env.sh | tail -n1)
   $PY crates/petl-models/tests/golden/gen/make_seq2seq_golden.py --out crates/petl-models/tests/golden
+  (add e.g. `--models marian` to rewrite only tiny-marian)
 """
 
 import argparse
@@ -64,12 +73,16 @@ from safetensors.torch import save_file
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
+    MarianConfig,
+    MarianMTModel,
     MBartConfig,
     MBartForConditionalGeneration,
 )
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.models.bart import modeling_bart
 from transformers.models.bart.modeling_bart import shift_tokens_right as bart_shift
+from transformers.models.marian import modeling_marian
+from transformers.models.marian.modeling_marian import shift_tokens_right as marian_shift
 from transformers.models.mbart import modeling_mbart
 from transformers.models.mbart.modeling_mbart import shift_tokens_right as mbart_shift
 
@@ -84,7 +97,9 @@ FFN = 64
 MAX_POS = 64
 PAD, BOS, EOS = 1, 0, 2
 MBART_START = 3  # stands in for mBART's target-language code
+MARIAN_PAD, MARIAN_EOS = VOCAB - 1, 0  # opus-mt: </s> = 0, <pad> = the last id = decoder start
 MIN_ID = 4
+KINDS = ("bart", "mbart", "marian")
 SRC_LENGTHS = [9, 6, 3]
 TGT_LENGTHS = [7, 5, 2]
 INIT_STD = 0.2
@@ -107,13 +122,25 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def pad_id(kind):
+    return MARIAN_PAD if kind == "marian" else PAD
+
+
 def make_model(kind):
-    common = dict(
+    shape = dict(
         vocab_size=VOCAB, d_model=D, encoder_layers=ENC_LAYERS, decoder_layers=DEC_LAYERS,
         encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=FFN,
-        decoder_ffn_dim=FFN, max_position_embeddings=MAX_POS, activation_function="gelu",
+        decoder_ffn_dim=FFN, max_position_embeddings=MAX_POS, attn_implementation=ATTN_IMPL,
+    )
+    if kind == "marian":
+        cfg = MarianConfig(**shape, activation_function="swish", pad_token_id=MARIAN_PAD,
+                           bos_token_id=None, eos_token_id=MARIAN_EOS, forced_eos_token_id=MARIAN_EOS,
+                           decoder_start_token_id=MARIAN_PAD, scale_embedding=True,
+                           share_encoder_decoder_embeddings=True)
+        return MarianMTModel(cfg)
+    common = dict(
+        **shape, activation_function="gelu",
         pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, forced_eos_token_id=EOS,
-        attn_implementation=ATTN_IMPL,
     )
     if kind == "bart":
         cfg = BartConfig(**common, scale_embedding=False, decoder_start_token_id=EOS)
@@ -123,10 +150,13 @@ def make_model(kind):
 
 
 def reinit_(model):
-    """Every parameter ~ N(0, INIT_STD); LayerNorm weights ~ 1 + N(0, LN_STD); the logits bias too."""
+    """Every trainable parameter ~ N(0, INIT_STD); LayerNorm weights ~ 1 + N(0, LN_STD); the logits
+    bias too. Frozen ones (Marian's sinusoidal positions) keep what transformers computed."""
     ln_weights = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
     with torch.no_grad():
         for _, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
             if id(p) in ln_weights:
                 p.copy_(1.0 + LN_STD * torch.randn_like(p))
             else:
@@ -137,25 +167,34 @@ def reinit_(model):
 def make_inputs(kind):
     g = torch.Generator().manual_seed(SEED)
     b, s, t = len(SRC_LENGTHS), max(SRC_LENGTHS), max(TGT_LENGTHS)
-    ids = torch.randint(MIN_ID, VOCAB, (b, s), generator=g, dtype=torch.int64)
+    pad = pad_id(kind)
+    top = MARIAN_PAD if kind == "marian" else VOCAB  # Marian's pad is the last id: never draw it
+    ids = torch.randint(MIN_ID, top, (b, s), generator=g, dtype=torch.int64)
     mask = torch.zeros(b, s, dtype=torch.int64)
-    labels = torch.randint(MIN_ID, VOCAB, (b, t), generator=g, dtype=torch.int64)
+    labels = torch.randint(MIN_ID, top, (b, t), generator=g, dtype=torch.int64)
     for r, (n, m) in enumerate(zip(SRC_LENGTHS, TGT_LENGTHS)):
         mask[r, :n] = 1
-        ids[r, n - 1] = EOS
-        ids[r, n:] = PAD
         if kind == "bart":
+            ids[r, n - 1] = EOS
             ids[r, 0] = BOS
             labels[r, m - 1] = EOS
-        else:
+        elif kind == "mbart":
+            ids[r, n - 1] = EOS
             # mBART: `tokens </s> <lang>`; shift_tokens_right wraps the language code to the front.
             labels[r, m - 2] = EOS
             labels[r, m - 1] = MBART_START
-        labels[r, m:] = PAD
+        else:
+            # Marian (opus-mt): source and target are `tokens </s>`.
+            ids[r, n - 1] = MARIAN_EOS
+            labels[r, m - 1] = MARIAN_EOS
+        ids[r, n:] = pad
+        labels[r, m:] = pad
     if kind == "bart":
         dec = bart_shift(labels, PAD, EOS)
-    else:
+    elif kind == "mbart":
         dec = mbart_shift(labels, PAD)
+    else:
+        dec = marian_shift(labels, MARIAN_PAD, MARIAN_PAD)
     dec_mask = torch.zeros(b, t, dtype=torch.int64)
     for r, m in enumerate(TGT_LENGTHS):
         dec_mask[r, :m] = 1
@@ -168,9 +207,9 @@ def make_inputs(kind):
     }
 
 
-def lm_loss(logits, labels):
+def lm_loss(logits, labels, pad):
     """Mean cross-entropy over real (non-pad) label tokens."""
-    target = labels.masked_fill(labels == PAD, -100)
+    target = labels.masked_fill(labels == pad, -100)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), target.reshape(-1), ignore_index=-100)
 
 
@@ -182,7 +221,7 @@ PREFIXES = {}
 
 def prefixed_attention(self, hidden_states, key_value_states=None, past_key_values=None,
                        attention_mask=None, **kwargs):
-    """{Bart,MBart}Attention.forward without a cache, with this module's prefix (if any)
+    """{Bart,MBart,Marian}Attention.forward without a cache, with this module's prefix (if any)
     prepended to its keys and values and zeros (always attended) prepended to its mask.
 
     Modules without an entry in PREFIXES run the original forward, so the decoder can still
@@ -220,9 +259,11 @@ def prefixed_attention(self, hidden_states, key_value_states=None, past_key_valu
 ORIGINAL_FORWARD = {
     modeling_bart.BartAttention: modeling_bart.BartAttention.forward,
     modeling_mbart.MBartAttention: modeling_mbart.MBartAttention.forward,
+    modeling_marian.MarianAttention: modeling_marian.MarianAttention.forward,
 }
 modeling_bart.BartAttention.forward = prefixed_attention
 modeling_mbart.MBartAttention.forward = prefixed_attention
+modeling_marian.MarianAttention.forward = prefixed_attention
 
 
 def draw_prefixes(g):
@@ -297,7 +338,7 @@ def prefix_logits_pkv(model, inputs, prefixes):
 
 # ----------------------------------------------------------------------------- LoRA
 
-def lora_case(model, inputs):
+def lora_case(model, inputs, pad):
     """peft LoRA on q_proj + v_proj; returns (logits, loss, {petl name: tensor}, {grad.name: tensor})."""
     cfg = peft.LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules=["q_proj", "v_proj"],
                           lora_dropout=0.0, bias="none")
@@ -323,7 +364,7 @@ def lora_case(model, inputs):
     logits = peft_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                         decoder_input_ids=inputs["decoder_input_ids"],
                         decoder_attention_mask=inputs["decoder_attention_mask"], use_cache=False).logits
-    loss = lm_loss(logits, inputs["labels"])
+    loss = lm_loss(logits, inputs["labels"], pad)
     grads = torch.autograd.grad(loss, list(named.values()))
     tensors = {k: v.detach().clone() for k, v in named.items()}
     grad_tensors = {f"grad.{k}": gr for k, gr in zip(named, grads)}
@@ -387,8 +428,13 @@ def make(kind, out_dir):
     tensors = dict(inputs)
     tensors["encoder_last_hidden_state"] = out.encoder_last_hidden_state
     tensors["logits"] = out.logits
+    if kind == "marian":
+        enc_pos = model.model.encoder.embed_positions.weight
+        dec_pos = model.model.decoder.embed_positions.weight
+        assert torch.equal(enc_pos, dec_pos) and not enc_pos.requires_grad
+        tensors["embed_positions"] = enc_pos.detach().clone()
 
-    logits_lora, loss_lora, lora_tensors, lora_grads = lora_case(model, inputs)
+    logits_lora, loss_lora, lora_tensors, lora_grads = lora_case(model, inputs, pad_id(kind))
     tensors.update(lora_tensors)
     tensors.update(lora_grads)
     tensors["logits_lora"] = logits_lora
@@ -396,7 +442,7 @@ def make(kind, out_dir):
 
     prefixes = draw_prefixes(torch.Generator().manual_seed(SEED + 2))
     logits_prefix = prefix_logits_patch(model, inputs, prefixes)
-    loss_prefix = lm_loss(logits_prefix, inputs["labels"])
+    loss_prefix = lm_loss(logits_prefix, inputs["labels"], pad_id(kind))
     grads = torch.autograd.grad(loss_prefix, list(prefixes.values()))
     with torch.no_grad():
         logits_pkv = prefix_logits_pkv(model, inputs, prefixes)
@@ -440,11 +486,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path,
                    help="golden output dir, e.g. crates/petl-models/tests/golden")
+    p.add_argument("--models", nargs="+", choices=KINDS, default=list(KINDS),
+                   help="which tiny models to (re)write (default: all)")
     args = p.parse_args()
     torch.set_num_threads(2)
     torch.set_default_dtype(torch.float32)
     args.out.mkdir(parents=True, exist_ok=True)
-    for kind in ("bart", "mbart"):
+    for kind in args.models:
         make(kind, args.out)
 
 
