@@ -1,14 +1,14 @@
 //! Decoding an encoder-decoder through `GenTaskModel::generate` (petl-generate driving
-//! `Seq2SeqModel` with its cache) equals transformers' `generate` on the tiny random BART and
-//! mBART: greedy, greedy with no-repeat-2-gram, and beam search (3 beams, length penalty 1 and
+//! `Seq2SeqModel` with its cache) equals transformers' `generate` on the tiny random BART,
+//! mBART and Marian: greedy, greedy with no-repeat-2-gram, and beam search (3 beams, length penalty 1 and
 //! 2) — token ids, and beam scores within 1e-4. The config's `forced_eos_token_id` applies at
-//! the length limit, as in transformers. Goldens: `tiny-{bart,mbart}/generate.json`, written by
+//! the length limit, as in transformers. Goldens: `tiny-{bart,mbart,marian}/generate.json`, written by
 //! `crates/petl-models/tests/golden/gen/make_seq2seq_golden.py`.
 
 mod common;
 
 use candle_core::Device;
-use common::{model_dir, BART_SPECIALS};
+use common::{model_dir, BART_SPECIALS, MARIAN_SPECIALS};
 use petl_generate::{BeamConfig, EarlyStopping, GenerationConfig, NoSink, Strategy};
 use petl_models::Precision;
 use petl_train::generation::{GenBase, GenTaskModel};
@@ -36,14 +36,14 @@ fn generated(sequence: &Value, pad: u32, eos: u32) -> Vec<u32> {
     out
 }
 
-fn check(name: &str) {
+fn check(name: &str, specials: [&str; 4]) {
     let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../petl-models/tests/golden")
         .join(name);
     let g: Value =
         serde_json::from_str(&std::fs::read_to_string(golden_dir.join("generate.json")).unwrap()).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let dir = model_dir(root.path(), name, BART_SPECIALS, &[], &[]);
+    let dir = model_dir(root.path(), name, specials, &[], &[]);
     let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
     let tm = GenTaskModel::frozen(&base, json!({"kind": "generation"})).unwrap();
     let (pad, eos) = (
@@ -118,10 +118,15 @@ fn check(name: &str) {
 
 #[test]
 fn bart_decoding_equals_transformers_generate() {
-    check("tiny-bart");
+    check("tiny-bart", BART_SPECIALS);
 }
 
 #[test]
 fn mbart_decoding_equals_transformers_generate() {
-    check("tiny-mbart");
+    check("tiny-mbart", BART_SPECIALS);
+}
+
+#[test]
+fn marian_decoding_equals_transformers_generate() {
+    check("tiny-marian", MARIAN_SPECIALS);
 }

@@ -13,7 +13,10 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::{logged_losses, model_dir, saved_predictions, shared_data, wmt_en_ro, BART_SPECIALS, TRAIN};
+use common::{
+    logged_losses, model_dir, saved_predictions, shared_data, wmt_en_ro, BART_SPECIALS, MARIAN_SPECIALS,
+    TRAIN,
+};
 
 /// Pairs evaluated.
 const EVAL: usize = 6;
@@ -312,4 +315,26 @@ fn bart_diff_pruning_stores_an_exact_sparse_diff_that_reloads() {
         first_and_last_loss(&run.path().join("stage3"))
     );
     assert!(last < first, "stage 1 loss went from {first:.3} to {last:.3}");
+}
+
+/// Marian (sinusoidal positions, decoder start = padding, targets `… </s>`) trains through
+/// the same loop.
+#[test]
+fn marian_lora_trains_and_reloads() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = model_dir(root.path(), "tiny-marian", MARIAN_SPECIALS, &[], &["</s>"]);
+    let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let task = wmt_task();
+    let (train, _) = task.split().unwrap();
+    let codec = TextCodec::for_task(&base, &task, &train.kind, 24).unwrap();
+    let EncodedSet::Seq2Seq(enc) = codec.encode_all(&train.examples[..1]).unwrap() else {
+        panic!("Marian is encoded as source/target pairs");
+    };
+    // Decoder start 95 (the padding id), labels and source ending in `</s>` (0).
+    assert_eq!(enc[0].decoder_input_ids()[0], 95);
+    assert_eq!(*enc[0].labels().last().unwrap(), 0);
+    assert_eq!(*enc[0].source_ids().last().unwrap(), 0);
+    drop(base);
+    // Sinusoidal positions and LoRA on q/v only: a little slower to move than BART here.
+    train_and_reload(&dir, "lora", 0.75);
 }

@@ -145,6 +145,7 @@ impl GenBase {
                 label_prefix: Vec::new(),
                 label_suffix: Vec::new(),
                 forced_bos: None,
+                forced_eos: c.forced_eos_token_ids.first().copied(),
             },
             Seq2SeqFamily::Mbart => {
                 let code = match target_language {

@@ -53,6 +53,9 @@ fn words(line: &str) -> Vec<String> {
 
 /// BART's special tokens in BART's order (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3).
 pub const BART_SPECIALS: [&str; 4] = ["<s>", "<pad>", "</s>", "<unk>"];
+/// Marian's order (`</s>` 0, `<unk>` 1; the tiny Marian's padding is its last id, 95, which
+/// the tokenizer never needs to produce).
+pub const MARIAN_SPECIALS: [&str; 4] = ["</s>", "<unk>", "<s>", "<pad>"];
 /// The tiny Llama's (`<pad>` 0, `<s>` 1, `</s>` 2, `<unk>` 3).
 pub const LLAMA_SPECIALS: [&str; 4] = ["<pad>", "<s>", "</s>", "<unk>"];
 
