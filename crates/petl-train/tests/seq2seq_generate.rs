@@ -130,3 +130,31 @@ fn mbart_decoding_equals_transformers_generate() {
 fn marian_decoding_equals_transformers_generate() {
     check("tiny-marian", MARIAN_SPECIALS);
 }
+
+/// Odd input to an encoder-decoder is a named error, never a panic: an empty source, a source
+/// longer than the position table, an id outside the vocabulary.
+#[test]
+fn odd_sources_are_named_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = model_dir(root.path(), "tiny-bart", BART_SPECIALS, &[], &[]);
+    let base = GenBase::load(&dir, &Device::Cpu, Precision::F32).unwrap();
+    let tm = GenTaskModel::frozen(&base, json!({"kind": "generation"})).unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 4,
+        stop_tokens: vec![2],
+        ..GenerationConfig::default()
+    };
+    let long: Vec<u32> = (0..70).map(|i| 4 + i % 90).collect();
+    let cases: [(&str, Vec<u32>, &str); 3] = [
+        ("empty", vec![], "empty"),
+        ("too long", long, "64"),
+        ("unknown id", vec![0, 500, 2], "500"),
+    ];
+    for (what, source, says) in cases {
+        let err = tm
+            .generate(&[source.as_slice()], &config, &mut NoSink)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{what}: {err}");
+    }
+}
