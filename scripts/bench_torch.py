@@ -3,31 +3,50 @@
 
 `petl bench --torch PYTHON` runs this once per method, in a process of its own, next to petl's
 own measurement (`petl bench-one`), and prints a table of both. It does the same work per step
-on the same model directory:
+on the same model directory. What the step trains depends on the model's config.json, as in
+petl (`BenchArch` in crates/petl-train/src/bench/models.rs): a decoder-only model (model_type
+llama, mistral, qwen2, or a *ForCausalLM architecture) is trained as a causal language model,
+anything else as a 2-class classifier on an encoder.
+
+Encoders:
 
   - BertForSequenceClassification: BERT (with its pooler) + dropout + a 2-class linear head,
     the layout of petl's `ClassificationHead` with CLS pooling; the head starts N(0, 0.02²)
     with a zero bias in both;
   - one random batch: seeded token ids within the vocabulary, [CLS] (101) first, attention mask
     all ones, token types 0, random labels (same shapes as petl's, not the same draws);
-  - per step, in training mode (dropout on, the config's probabilities): forward,
-    cross-entropy, backward, gradient clipping at norm 1, AdamW (lr 1e-4, betas 0.9/0.999,
-    eps 1e-8, weight decay 0.01 except on biases and LayerNorm weights, petl's defaults) over
-    the method's trainable parameters only;
-  - inference: a no-grad forward of the same batch in eval mode.
+  - the loss is the cross-entropy of the 2-class logits.
+
+Decoders (petl's generation training, `GenTaskModel::loss_sum`):
+
+  - AutoModelForCausalLM (LlamaForCausalLM for SmolLM2), tied head as the config says;
+  - one random batch: SplitMix64 ids from the seed, modulo the vocabulary, row after row —
+    the same ids petl draws (`random_token_ids`), so both sides score the very same batch;
+    attention mask all ones, no padding;
+  - the loss is transformers' `labels=input_ids` loss: the mean token cross-entropy at every
+    position after the first, what petl computes (logits at t - 1 against the token at t).
+
+Per step, in both cases, in training mode (dropout on, the config's probabilities): forward,
+the loss, backward, gradient clipping at norm 1, AdamW (lr 1e-4, betas 0.9/0.999, eps 1e-8,
+weight decay 0.01 except on biases and LayerNorm weights, petl's defaults) over the method's
+trainable parameters only. Inference: a no-grad forward of the same batch in eval mode, up to
+the logits (a decoder's at every position).
 
 Methods mirror petl's presets (crates/petl-methods/src/presets.rs) in what trains and how it
-starts:
+starts ("+ the head" on encoders only; a decoder's LM head is the frozen base's):
 
-  full          every parameter (pooler and embeddings included)
-  bitfit        every bias (LayerNorm β and the pooler's included) + the head
-  lora          peft LoRA r=16, alpha=32, on query and value, dropout 0.1 + the head
+  full          every parameter (pooler and embeddings included; a tied LM head once)
+  bitfit        every bias (LayerNorm β and the pooler's included) + the head; refused on a
+                model without biases (Llama), as petl refuses it
+  lora          peft LoRA r=16, alpha=32, dropout 0.1, on query and value (encoders) or
+                q_proj and v_proj (decoders) + the head
   pa-ffn        parallel adapter at the FFN, r=200: FFN-input -> down -> ReLU -> up, added to
-                the FFN output before the residual and LayerNorm; N(0, 0.02²) weights, zero
-                biases + the head
+                the FFN output (encoders: before the residual and LayerNorm; decoders: the
+                gated MLP's output, reading the MLP's input, i.e. the post-attention RMSNorm's
+                output, before the residual); N(0, 0.02²) weights, zero biases + the head
   mam           peft prefix tuning l=30 with the MLP generator (800) + scaled parallel adapter
-                at the FFN r=512, s=4, LoRA init (Kaiming-uniform down, zero up and biases),
-                dropout 0.1 after the ReLU + the head
+                at the FFN (placed as pa-ffn) r=512, s=4, LoRA init (Kaiming-uniform down,
+                zero up and biases), dropout 0.1 after the ReLU + the head
   prefix        peft prefix tuning l=200 with the MLP generator (800) + the head
   diff-pruning  stage 1 of diff pruning: every base tensor w0 becomes w0 + z*w, w trained from
                 0, z a hard-concrete gate per entry (l=-1.5, r=1.5, beta=1, log-alpha from 5),
@@ -35,9 +54,9 @@ starts:
                 constant 0.1 without decay, as petl's trainer does (run through
                 torch.func.functional_call)
 
-Prefixes: petl numbers the input tokens from 0 whatever the prefix length (He et al.'s code);
-Hugging Face BERT would number them after peft's prefix, so the position ids passed in are
-shifted back to match petl exactly.
+Prefixes: petl numbers the input tokens from 0 whatever the prefix length (He et al.'s code,
+the presets' `shift_positions = false`); Hugging Face BERT and Llama would number them after
+peft's prefix, so the position ids passed in are shifted back to match petl exactly.
 
 Prints exactly one JSON line (the fields of petl's `BenchResult`); peak RSS is this process's
 ru_maxrss.
@@ -51,6 +70,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -61,9 +81,11 @@ import peft
 import torch
 import transformers
 from torch import nn
-from transformers import BertForSequenceClassification
+from transformers import AutoModelForCausalLM, BertForSequenceClassification
 
 CLS_ID = 101
+# petl's decoder families (crates/petl-models/src/decoder/config.rs).
+DECODER_TYPES = ("llama", "mistral", "qwen2")
 LR = 1e-4
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -78,7 +100,8 @@ METHODS = ("full", "bitfit", "lora", "pa-ffn", "mam", "prefix", "diff-pruning")
 
 def parse_args():
     p = argparse.ArgumentParser(description="PyTorch twin of one `petl bench` measurement.")
-    p.add_argument("--model", required=True, help="Hugging Face BERT model directory")
+    p.add_argument("--model", required=True,
+                   help="Hugging Face model directory: a BERT-family encoder or a decoder-only LM")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=128)
@@ -90,7 +113,7 @@ def parse_args():
     p.add_argument("--precision", default="f32", choices=["f32", "f16", "bf16"],
                    help="autocast dtype of the step (f16 with a GradScaler), as petl's --precision")
     p.add_argument("--checkpoint-activations", action="store_true",
-                   help="transformers' gradient checkpointing (per BERT layer)")
+                   help="transformers' gradient checkpointing (per layer)")
     args = p.parse_args()
     if min(args.batch, args.seq, args.steps) < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--batch, --seq, --steps and --threads must be at least 1, --warmup at least 0")
@@ -153,10 +176,29 @@ class ParallelAdapterOutput(nn.Module):
         return self.LayerNorm(h + input_tensor)
 
 
+class ParallelAdapterMlp(nn.Module):
+    """A decoder's gated MLP with a parallel adapter reading the MLP's input f (the
+    post-attention RMSNorm's output): mlp(f) + s * adapter(f), added before the residual —
+    petl's `output(Ffn, f, .)` hook on a decoder block (crates/petl-models/src/decoder/block.rs)."""
+
+    def __init__(self, mlp, adapter, scale):
+        super().__init__()
+        self.mlp = mlp
+        self.adapter = adapter
+        self.scale = scale
+
+    def forward(self, f):
+        return self.mlp(f) + self.scale * self.adapter(f)
+
+
 def add_parallel_adapters(model, r, scale, dropout, lora_init):
     d = model.config.hidden_size
-    for layer in model.bert.encoder.layer:
-        layer.output = ParallelAdapterOutput(layer.output, Adapter(d, r, dropout, lora_init), scale)
+    if hasattr(model, "bert"):
+        for layer in model.bert.encoder.layer:
+            layer.output = ParallelAdapterOutput(layer.output, Adapter(d, r, dropout, lora_init), scale)
+    else:
+        for layer in model.model.layers:
+            layer.mlp = ParallelAdapterMlp(layer.mlp, Adapter(d, r, dropout, lora_init), scale)
 
 
 def adapter_params(model):
@@ -168,10 +210,13 @@ def adapter_params(model):
 class GatedDiff(nn.Module):
     """Diff pruning's first stage on every base tensor: theta = w0 + z * w."""
 
-    def __init__(self, model):
+    def __init__(self, base, prefix):
+        """`base`: the module whose every parameter gets a gated diff (BERT without the new
+        head; a decoder whole, a tied head once); `prefix`: its name in the model."""
         super().__init__()
-        self.names = [n for n, _ in model.bert.named_parameters()]
-        self.base = [p.detach() for _, p in model.bert.named_parameters()]
+        self.prefix = prefix
+        self.names = [n for n, _ in base.named_parameters()]
+        self.base = [p.detach() for _, p in base.named_parameters()]
         self.w = nn.ParameterList([nn.Parameter(torch.zeros_like(b)) for b in self.base])
         self.log_alpha = nn.ParameterList(
             [nn.Parameter(torch.full_like(b, L0_ALPHA_INIT)) for b in self.base])
@@ -184,7 +229,7 @@ class GatedDiff(nn.Module):
             u = torch.rand(a.shape, generator=gen).clamp_(1e-4, 1 - 1e-4)
             s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + a) / L0_TEMPERATURE)
             z = (s * (L0_UPPER - L0_LOWER) + L0_LOWER).clamp(0.0, 1.0)
-            out["bert." + name] = b + z * w
+            out[self.prefix + name] = b + z * w
         return out
 
     def penalty(self):
@@ -194,20 +239,25 @@ class GatedDiff(nn.Module):
 
 # ----------------------------------------------------------------------------- methods
 
-def build(method, model):
+def build(method, model, decoder):
     """(module to call, main named params, gate named params, gated diff or None, notes)."""
     notes = []
     for p in model.parameters():
         p.requires_grad_(False)
     head = [(n, p) for n, p in model.named_parameters() if n.startswith("classifier.")]
+    task_type = peft.TaskType.CAUSAL_LM if decoder else peft.TaskType.SEQ_CLS
     if method == "full":
         return model, list(model.named_parameters()), [], None, notes
     if method == "bitfit":
         named = [(n, p) for n, p in model.named_parameters() if n.endswith(".bias")]
+        if not named:
+            sys.exit(f"`bitfit` trains bias terms, and this {model.config.model_type} model has none "
+                     "(Llama-family decoders have no biases): there is nothing to train or measure")
         return model, named + [hp for hp in head if not hp[0].endswith(".bias")], [], None, notes
     if method == "lora":
-        cfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=16, lora_alpha=32,
-                              target_modules=["query", "value"], lora_dropout=0.1, bias="none")
+        targets = ["q_proj", "v_proj"] if decoder else ["query", "value"]
+        cfg = peft.LoraConfig(task_type=task_type, r=16, lora_alpha=32,
+                              target_modules=targets, lora_dropout=0.1, bias="none")
         pm = peft.get_peft_model(model, cfg)
         return pm, [(n, p) for n, p in pm.named_parameters() if p.requires_grad], [], None, notes
     if method == "pa-ffn":
@@ -219,21 +269,84 @@ def build(method, model):
             add_parallel_adapters(model, r=512, scale=4.0, dropout=0.1, lora_init=True)
             notes.append("prefix via peft (K/V concatenation = petl's gated prefix, the same "
                          "function) + hand-written scaled parallel adapter")
-        cfg = peft.PrefixTuningConfig(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=length,
+        cfg = peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=length,
                                       prefix_projection=True, encoder_hidden_size=PREFIX_MLP)
         pm = peft.get_peft_model(model, cfg)
         for _, p in adapter_params(model):
             p.requires_grad_(True)
         return pm, [(n, p) for n, p in pm.named_parameters() if p.requires_grad], [], None, notes
     if method == "diff-pruning":
-        diff = GatedDiff(model)
-        for p in model.classifier.parameters():
-            p.requires_grad_(True)
+        diff = GatedDiff(model, "") if decoder else GatedDiff(model.bert, "bert.")
+        if not decoder:
+            for p in model.classifier.parameters():
+                p.requires_grad_(True)
         main = [("diff." + n, w) for n, w in zip(diff.names, diff.w)] + head
         gates = [("log_alpha." + n, a) for n, a in zip(diff.names, diff.log_alpha)]
         notes.append("stage 1 only (L0-gated dense diff) via torch.func.functional_call")
         return model, main, gates, diff, notes
     raise ValueError(method)
+
+
+def is_decoder(model_dir):
+    """petl's `BenchArch::of_config`: a decoder family's model_type or a *ForCausalLM."""
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    archs = cfg.get("architectures") or []
+    return cfg.get("model_type") in DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
+
+
+def splitmix64_ids(batch, seq, vocab, seed):
+    """petl's `random_token_ids`: the SplitMix64 stream from `seed`, modulo `vocab`."""
+    mask = (1 << 64) - 1
+    state = seed & mask
+    rows = []
+    for _ in range(batch):
+        row = []
+        for _ in range(seq):
+            state = (state + 0x9E3779B97F4A7C15) & mask
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            row.append((z ^ (z >> 31)) % vocab)
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def load(args, decoder, device):
+    """The model (float32, still on the CPU), its batch on `device` and the task's loss:
+    (model, inputs, loss_of(model output))."""
+    if decoder:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            args.model, dtype=torch.float32, output_loading_info=True)
+        if info["missing_keys"]:
+            sys.exit(f"{args.model}: {type(model).__name__} is missing {info['missing_keys']}")
+        if args.checkpoint_activations:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if args.seq < 2:
+            sys.exit("--seq must be at least 2 on a decoder: the first token is never predicted")
+        ids = splitmix64_ids(args.batch, args.seq, model.config.vocab_size, args.seed).to(device)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+        return model, inputs, lambda out: out.loss
+
+    model, info = BertForSequenceClassification.from_pretrained(
+        args.model, num_labels=2, dtype=torch.float32, output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
+    if missing:
+        sys.exit(f"{args.model}: BertForSequenceClassification is missing {missing}")
+    if args.checkpoint_activations:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    g = torch.Generator().manual_seed(args.seed)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (args.batch, args.seq), generator=g)
+    ids[:, 0] = CLS_ID if CLS_ID < vocab else 0
+    labels = torch.randint(0, 2, (args.batch,), generator=g)
+    ids, labels = ids.to(device), labels.to(device)
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+    }
+    return model, inputs, lambda out: nn.functional.cross_entropy(out.logits.float(), labels)
 
 
 def main():
@@ -249,30 +362,17 @@ def main():
         pass
     torch.manual_seed(args.seed)
 
-    model, info = BertForSequenceClassification.from_pretrained(
-        args.model, num_labels=2, dtype=torch.float32, output_loading_info=True)
-    missing = [k for k in info["missing_keys"] if not k.startswith("classifier.")]
-    if missing:
-        sys.exit(f"{args.model}: BertForSequenceClassification is missing {missing}")
+    decoder = is_decoder(args.model)
+    device = torch.device(args.device)
+    model, inputs, loss_of = load(args, decoder, device)
     cfg = model.config
-    if args.checkpoint_activations:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module, main_named, gate_named, diff, notes = build(args.method, model)
+    module, main_named, gate_named, diff, notes = build(args.method, model, decoder)
     for _, p in main_named + gate_named:
         p.requires_grad_(True)
 
-    g = torch.Generator().manual_seed(args.seed)
-    ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g)
-    ids[:, 0] = CLS_ID if CLS_ID < cfg.vocab_size else 0
-    labels = torch.randint(0, 2, (args.batch,), generator=g)
-    device = torch.device(args.device)
     model.to(device)
-    ids, labels = ids.to(device), labels.to(device)
-    inputs = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "token_type_ids": torch.zeros_like(ids),
-    }
+    # Inference computes the logits only.
+    infer_inputs = {k: v for k, v in inputs.items() if k != "labels"}
     autocast_dtype = {"f32": None, "f16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     scaler = torch.amp.GradScaler(device.type) if args.precision == "f16" else None
 
@@ -287,12 +387,13 @@ def main():
     if args.method in ("prefix", "mam"):
         # peft adds the prefix length to given position ids; petl does not shift positions.
         length = module.active_peft_config.num_virtual_tokens
-        inputs["position_ids"] = (torch.arange(args.seq).expand(args.batch, -1) - length).to(device)
+        positions = (torch.arange(args.seq).expand(args.batch, -1) - length).to(device)
+        inputs["position_ids"] = infer_inputs["position_ids"] = positions
 
-    def logits(training):
+    def forward(training, kwargs):
         if diff is None:
-            return module(**inputs).logits
-        return torch.func.functional_call(model, diff.params(training), args=(), kwargs=inputs).logits
+            return module(**kwargs)
+        return torch.func.functional_call(model, diff.params(training), args=(), kwargs=kwargs)
 
     optim = adamw(main_named, LR, WEIGHT_DECAY)
     gate_optim = adamw(gate_named, L0_ALPHA_LR, 0.0)
@@ -307,7 +408,7 @@ def main():
         if gate_optim is not None:
             gate_optim.zero_grad(set_to_none=True)
         with autocast():
-            loss = nn.functional.cross_entropy(logits(True).float(), labels)
+            loss = loss_of(forward(True, inputs))
         total = loss + diff.penalty() if diff is not None else loss
         if scaler is not None:
             scaler.scale(total).backward()
@@ -335,7 +436,7 @@ def main():
         for rep in range(args.steps + 1):
             t0 = time.perf_counter()
             with autocast():
-                logits(False)
+                forward(False, infer_inputs).logits
             sync()
             if rep > 0:
                 infer.append((time.perf_counter() - t0) * 1e3)

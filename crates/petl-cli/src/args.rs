@@ -63,7 +63,10 @@ pub const BENCH_METHODS: &str = "full,bitfit,lora,pa-ffn,mam,prefix,diff-pruning
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// `minilm` (real weights, fetched into the cache), `bert-base` (BERT-base shape with random
-    /// weights, written once into the cache) or a local Hugging Face model directory.
+    /// weights, written once into the cache), `smollm2` (SmolLM2-135M-Instruct's GGUF, exported
+    /// once into the cache as a Hugging Face directory) or a local Hugging Face model directory.
+    /// Encoders train a 2-class classifier, decoder-only models (llama, mistral, qwen2) a causal
+    /// language model.
     #[arg(long, default_value = "minilm")]
     pub model: String,
     /// Comma-separated method presets.

@@ -4,7 +4,7 @@
 
 use crate::args::{BenchArgs, BenchOneArgs};
 use anyhow::{bail, Context, Result};
-use petl::train::bench::{measure, BenchModel, BenchResult, BenchSpec};
+use petl::train::bench::{measure, BenchArch, BenchModel, BenchResult, BenchSpec};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,6 +71,10 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
     }
     let dir = model.resolve().with_context(|| format!("--model {}", a.model))?;
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("model directory {}", dir.display()))?;
+    let task = match BenchArch::of_dir(&dir).with_context(|| format!("--model {}", a.model))? {
+        BenchArch::Encoder => "2-class classifier",
+        BenchArch::Decoder => "causal language model",
+    };
     let exe = std::env::current_exe().context("cannot find this petl executable to run measurements")?;
     // Holds the written-out twin until every measurement has run.
     let script_dir = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -108,7 +112,7 @@ pub(crate) fn bench(a: BenchArgs, quiet: bool) -> Result<()> {
     }
 
     println!(
-        "model {} ({}), batch {}, seq {}, {} warm-up + {} timed steps, {} threads, {} {}{}",
+        "model {} ({}, {task}), batch {}, seq {}, {} warm-up + {} timed steps, {} threads, {} {}{}",
         model.label(),
         dir.display(),
         a.step.batch,

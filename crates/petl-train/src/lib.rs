@@ -9,7 +9,7 @@
 //! - [`apply_overrides`]: `PATH=VALUE` assignments into a configuration (`petl train --set`).
 //! - [`generation`]: text-generation tasks (summarization, translation, prompt → response) on
 //!   decoder models: token-weighted LM loss, decoding, ROUGE/BLEU evaluation.
-//! - [`bench`]: training-step throughput and peak memory of one method (`petl bench`).
+//! - [`mod@bench`]: training-step throughput and peak memory of one method (`petl bench`).
 //! - [`sweep`]: a grid of runs over one base configuration, resumable, with results tables and
 //!   a budget-versus-metric plot (`petl sweep`).
 //!

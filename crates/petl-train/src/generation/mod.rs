@@ -23,6 +23,8 @@ mod trainer;
 pub use base::{GenArch, GenBase, Seq2SeqFormat, SpecialTokens};
 pub use codec::{EncodedSet, GenBatch, TextCodec};
 pub use eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
+pub(crate) use model::CausalLm;
 pub use model::GenTaskModel;
 pub use task::{GenData, GenTask, TextMetric};
+pub(crate) use trainer::TokenPasses;
 pub use trainer::{evaluate_task, train_generation, GenRunSummary};

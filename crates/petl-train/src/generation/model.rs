@@ -11,7 +11,7 @@ use candle_core::Tensor;
 use petl_data::{CausalBatch, Seq2SeqBatch, IGNORE_INDEX};
 use petl_generate::{GenerateError, Generation, GenerationConfig, Generator, StepModel, TokenSink};
 use petl_methods::{Delta, Method};
-use petl_models::{BaseModel, DecoderInput, ForwardCtx, ModelError, ParamStore, Seq2SeqInput};
+use petl_models::{BaseModel, DecoderInput, DecoderModel, ForwardCtx, ModelError, ParamStore, Seq2SeqInput};
 use petl_sparse::{SizeReport, SparseDiff, ValueDType};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,23 +144,22 @@ impl<'m> GenTaskModel<'m> {
         label_smoothing: f64,
         ctx: &mut ForwardCtx,
     ) -> Result<(Tensor, usize)> {
-        let (logits, targets) = match (self.base.arch(), batch) {
-            (GenArch::Decoder(model), GenBatch::Causal(b)) => self.causal_logits(model, b, ctx)?,
-            (GenArch::Seq2Seq(model), GenBatch::Seq2Seq(b)) => self.seq2seq_logits(model, b, ctx)?,
-            _ => {
-                return Err(TrainError::Config {
-                    field: "data",
-                    reason: format!(
-                        "the batch was encoded for another architecture than the base's ({})",
-                        self.base.model_type()
-                    ),
-                })
+        match (self.base.arch(), batch) {
+            (GenArch::Decoder(model), GenBatch::Causal(b)) => {
+                self.causal(model).loss_sum(b, label_smoothing, ctx)
             }
-        };
-        let n = targets.len();
-        let targets = Tensor::from_vec(targets, n, self.base.device())?;
-        let losses = petl_ops::token_cross_entropy(&logits, &targets, label_smoothing)?;
-        Ok((losses.sum_all()?, n))
+            (GenArch::Seq2Seq(model), GenBatch::Seq2Seq(b)) => {
+                let (logits, targets) = self.seq2seq_logits(model, b, ctx)?;
+                token_loss_sum(&logits, targets, label_smoothing)
+            }
+            _ => Err(TrainError::Config {
+                field: "data",
+                reason: format!(
+                    "the batch was encoded for another architecture than the base's ({})",
+                    self.base.model_type()
+                ),
+            }),
+        }
     }
 
     /// `weight ·` the summed token loss of a decoder-only `batch` (what [`GenTaskModel::loss_sum`]
@@ -184,52 +183,17 @@ impl<'m> GenTaskModel<'m> {
                 ),
             });
         };
-        let (rows, seq) = (b.batch_size, b.seq_len);
-        let input = DecoderInput::from_host(&b.input_ids, &b.attention_mask, rows, seq, self.base.device())?;
-        let (positions, targets) = scored(&b.labels, rows, seq, 1)?;
-        let n = targets.len();
-        let targets = Tensor::from_vec(targets, n, self.base.device())?;
-        let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.store.iter().unzip();
-        let mut tail =
-            |hidden: &Tensor, _mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
-                let shift = hidden.dim(1)? - seq;
-                let at: Vec<(usize, usize)> = positions.iter().map(|&(r, t)| (r, shift + t)).collect();
-                let logits = model.logits_at(hidden, &at, &self.delta, ctx)?;
-                let losses = petl_ops::token_cross_entropy(&logits, &targets, label_smoothing)?;
-                Ok((losses.sum_all()? * weight)?)
-            };
-        let out = model.backward_checkpointed(&input, &self.delta, ctx, &vars, &mut tail)?;
-        let grads = names
-            .into_iter()
-            .zip(out.grads)
-            .filter_map(|(name, g)| g.map(|g| (name.to_string(), g)))
-            .collect();
-        let sum = out.loss.to_scalar::<f32>()? as f64 / weight;
-        Ok((sum, n, grads))
+        self.causal(model)
+            .loss_and_grads_checkpointed(b, label_smoothing, weight, ctx)
     }
 
-    /// Decoder-only: logits at t − 1 predict the token at t.
-    fn causal_logits(
-        &self,
-        model: &petl_models::DecoderModel,
-        batch: &CausalBatch,
-        ctx: &mut ForwardCtx,
-    ) -> Result<(Tensor, Vec<u32>)> {
-        let (rows, seq) = (batch.batch_size, batch.seq_len);
-        let input = DecoderInput::from_host(
-            &batch.input_ids,
-            &batch.attention_mask,
-            rows,
-            seq,
-            self.base.device(),
-        )?;
-        let out = model.forward(&input, &self.delta, ctx)?;
-        // Prompt tuning prepends rows; the text's positions move along by as many.
-        let shift = out.hidden.dim(1)? - seq;
-        let (positions, targets) = scored(&batch.labels, rows, seq, 1)?;
-        let positions: Vec<(usize, usize)> = positions.into_iter().map(|(r, t)| (r, shift + t)).collect();
-        let logits = model.logits_at(&out.hidden, &positions, &self.delta, ctx)?;
-        Ok((logits, targets))
+    /// The decoder base `model` with this task's delta, as a causal language model.
+    fn causal<'a>(&'a self, model: &'a DecoderModel) -> CausalLm<'a> {
+        CausalLm {
+            model,
+            delta: &self.delta,
+            params: &self.store,
+        }
     }
 
     /// Encoder-decoder: the decoder's logits at t are scored against the label at t (its
@@ -355,6 +319,87 @@ impl<'m> GenTaskModel<'m> {
         stored.fill(&tm.store, &tm.delta, dir)?;
         Ok(tm)
     }
+}
+
+/// A decoder-only model with a delta and its trainable parameters, as a causal language model:
+/// the loss the generation trainer steps on, plain or with activation checkpointing. What
+/// [`GenTaskModel`] computes on a decoder base, and what `petl bench` times on a bare decoder.
+#[derive(Clone, Copy)]
+pub(crate) struct CausalLm<'a> {
+    /// The frozen decoder.
+    pub(crate) model: &'a DecoderModel,
+    /// The delta's hooks.
+    pub(crate) delta: &'a Delta,
+    /// The delta's trainable parameters.
+    pub(crate) params: &'a ParamStore,
+}
+
+impl CausalLm<'_> {
+    /// The summed per-token loss of `batch` and the number of scored tokens: logits at t − 1
+    /// predict the label at t; the LM head runs at the scored positions only, so prompts and
+    /// padding never reach the vocabulary projection.
+    pub(crate) fn loss_sum(
+        &self,
+        batch: &CausalBatch,
+        label_smoothing: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, usize)> {
+        let model = self.model;
+        let (rows, seq) = (batch.batch_size, batch.seq_len);
+        let input =
+            DecoderInput::from_host(&batch.input_ids, &batch.attention_mask, rows, seq, model.device())?;
+        let out = model.forward(&input, self.delta, ctx)?;
+        // Prompt tuning prepends rows; the text's positions move along by as many.
+        let shift = out.hidden.dim(1)? - seq;
+        let (positions, targets) = scored(&batch.labels, rows, seq, 1)?;
+        let positions: Vec<(usize, usize)> = positions.into_iter().map(|(r, t)| (r, shift + t)).collect();
+        let logits = model.logits_at(&out.hidden, &positions, self.delta, ctx)?;
+        token_loss_sum(&logits, targets, label_smoothing)
+    }
+
+    /// `weight ·` [`CausalLm::loss_sum`]'s loss and the gradient of every trainable parameter,
+    /// with activation checkpointing per block; returns the unweighted sum and the scored
+    /// tokens too.
+    pub(crate) fn loss_and_grads_checkpointed(
+        &self,
+        batch: &CausalBatch,
+        label_smoothing: f64,
+        weight: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
+        let (model, b) = (self.model, batch);
+        let (rows, seq) = (b.batch_size, b.seq_len);
+        let input = DecoderInput::from_host(&b.input_ids, &b.attention_mask, rows, seq, model.device())?;
+        let (positions, targets) = scored(&b.labels, rows, seq, 1)?;
+        let n = targets.len();
+        let targets = Tensor::from_vec(targets, n, model.device())?;
+        let (names, vars): (Vec<&str>, Vec<&candle_core::Var>) = self.params.iter().unzip();
+        let mut tail =
+            |hidden: &Tensor, _mask: &Tensor, ctx: &mut ForwardCtx| -> petl_models::Result<Tensor> {
+                let shift = hidden.dim(1)? - seq;
+                let at: Vec<(usize, usize)> = positions.iter().map(|&(r, t)| (r, shift + t)).collect();
+                let logits = model.logits_at(hidden, &at, self.delta, ctx)?;
+                let losses = petl_ops::token_cross_entropy(&logits, &targets, label_smoothing)?;
+                Ok((losses.sum_all()? * weight)?)
+            };
+        let out = model.backward_checkpointed(&input, self.delta, ctx, &vars, &mut tail)?;
+        let grads = names
+            .into_iter()
+            .zip(out.grads)
+            .filter_map(|(name, g)| g.map(|g| (name.to_string(), g)))
+            .collect();
+        let sum = out.loss.to_scalar::<f32>()? as f64 / weight;
+        Ok((sum, n, grads))
+    }
+}
+
+/// The summed cross-entropy of `logits` `[n, vocab]` against `targets` (with
+/// `label_smoothing`), and `n`.
+fn token_loss_sum(logits: &Tensor, targets: Vec<u32>, label_smoothing: f64) -> Result<(Tensor, usize)> {
+    let n = targets.len();
+    let targets = Tensor::from_vec(targets, n, logits.device())?;
+    let losses = petl_ops::token_cross_entropy(logits, &targets, label_smoothing)?;
+    Ok((losses.sum_all()?, n))
 }
 
 /// Where a batch is scored: `(row, position)` pairs and the token expected at each.

@@ -2,9 +2,9 @@
 //! targets, evaluation by decoding, the best state kept as an artifact.
 
 use super::base::GenBase;
-use super::codec::{EncodedSet, TextCodec};
+use super::codec::{EncodedSet, GenBatch, TextCodec};
 use super::eval::{evaluate_generation, EvalSettings, GenEvalOutcome, GenPrediction};
-use super::model::GenTaskModel;
+use super::model::{CausalLm, GenTaskModel};
 use super::task::GenTask;
 use crate::checkpoint::{self, LoopState};
 use crate::log::{JsonlLog, LogRecord};
@@ -14,8 +14,8 @@ use crate::step::{
 use crate::trainer::{eval_due, format_scores, prepare_run_dir, progress_bar, write_plot, TrainOptions};
 use crate::{Result, RunConfig, TrainError};
 use candle_core::Tensor;
-use petl_data::BatchOrder;
-use petl_models::BaseModel;
+use petl_data::{BatchOrder, CausalBatch};
+use petl_models::{BaseModel, ForwardCtx, ParamStore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -376,27 +376,113 @@ fn max_prompt_len(base: &GenBase, max_len: usize, generation: &petl_generate::Ge
     max_len.min(base.max_positions()) - generation.max_new_tokens.min(max_len / 2)
 }
 
+/// What the token-weighted passes of a step need of a model: its trainable parameters and the
+/// summed token loss of a batch, plain or with activation checkpointing.
+pub(crate) trait TokenLoss {
+    /// The parameters gradients are collected for.
+    fn params(&self) -> &ParamStore;
+
+    /// The summed per-token loss of `batch` and the number of scored tokens.
+    fn loss_sum(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, usize)>;
+
+    /// `weight ·` that loss with every parameter's gradient, by activation checkpointing;
+    /// returns the unweighted sum and the scored tokens too.
+    fn loss_and_grads_checkpointed(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        weight: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(f64, usize, BTreeMap<String, Tensor>)>;
+}
+
+impl TokenLoss for GenTaskModel<'_> {
+    fn params(&self) -> &ParamStore {
+        GenTaskModel::params(self)
+    }
+
+    fn loss_sum(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, usize)> {
+        GenTaskModel::loss_sum(self, batch, label_smoothing, ctx)
+    }
+
+    fn loss_and_grads_checkpointed(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        weight: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
+        GenTaskModel::loss_and_grads_checkpointed(self, batch, label_smoothing, weight, ctx)
+    }
+}
+
+impl TokenLoss for CausalLm<'_> {
+    fn params(&self) -> &ParamStore {
+        self.params
+    }
+
+    fn loss_sum(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(Tensor, usize)> {
+        CausalLm::loss_sum(self, causal_batch(batch)?, label_smoothing, ctx)
+    }
+
+    fn loss_and_grads_checkpointed(
+        &self,
+        batch: &GenBatch,
+        label_smoothing: f64,
+        weight: f64,
+        ctx: &mut ForwardCtx,
+    ) -> Result<(f64, usize, BTreeMap<String, Tensor>)> {
+        CausalLm::loss_and_grads_checkpointed(self, causal_batch(batch)?, label_smoothing, weight, ctx)
+    }
+}
+
+/// The causal-LM batch in `batch`, which a decoder-only model needs.
+fn causal_batch(batch: &GenBatch) -> Result<&CausalBatch> {
+    match batch {
+        GenBatch::Causal(b) => Ok(b),
+        GenBatch::Seq2Seq(_) => Err(TrainError::Config {
+            field: "data",
+            reason: "a decoder-only model got a batch encoded for an encoder-decoder".into(),
+        }),
+    }
+}
+
 /// Forward and backward over the micro-batches of one step, each micro-batch's summed token
 /// loss divided by the step's total target tokens: the gradient of the mean loss per target
 /// token, however the tokens fall into micro-batches (gradient accumulation by tokens).
 #[derive(Clone, Copy)]
-struct TokenPasses {
+pub(crate) struct TokenPasses {
     /// The padding id.
-    pad: u32,
+    pub(crate) pad: u32,
     /// Label smoothing of the token loss.
-    label_smoothing: f64,
+    pub(crate) label_smoothing: f64,
     /// Recompute each block in the backward instead of keeping its activations.
-    checkpoint: bool,
+    pub(crate) checkpoint: bool,
 }
 
 impl TokenPasses {
-    fn run(
+    pub(crate) fn run(
         &self,
-        tm: &GenTaskModel<'_>,
+        tm: &impl TokenLoss,
         data: &EncodedSet,
         micro: &[Vec<usize>],
         loss_scale: f64,
-        ctx: &mut petl_models::ForwardCtx,
+        ctx: &mut ForwardCtx,
     ) -> Result<Accumulated> {
         let TokenPasses {
             pad,
