@@ -301,6 +301,20 @@ impl RunConfig {
     }
 }
 
+/// The `config.json` of the Hugging Face model directory `dir`, as JSON: what decides which
+/// architecture loads it.
+pub(crate) fn read_model_config(dir: &petl_models::ModelDir) -> Result<serde_json::Value> {
+    let path = dir.config_path();
+    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| TrainError::ConfigFile {
+        path,
+        message: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,16 +145,7 @@ pub enum BenchArch {
 impl BenchArch {
     /// The architecture of the Hugging Face directory `dir`, from its `config.json`.
     pub fn of_dir(dir: &Path) -> Result<Self> {
-        let path = ModelDir::open(dir)?.config_path();
-        let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| TrainError::ConfigFile {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Self::of_config(&json)
+        Self::of_config(&crate::config::read_model_config(&ModelDir::open(dir)?)?)
     }
 
     /// The architecture a `config.json` describes: a decoder family's `model_type` (llama,

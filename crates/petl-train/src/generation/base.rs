@@ -248,15 +248,7 @@ impl BaseModel for GenBase {
 /// Whether the Hugging Face directory holds an encoder-decoder (`is_encoder_decoder`, or a
 /// BART-family `model_type`).
 fn is_encoder_decoder(dir: &ModelDir) -> Result<bool> {
-    let path = dir.config_path();
-    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| TrainError::ConfigFile {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let json = crate::config::read_model_config(dir)?;
     let model_type = json
         .get("model_type")
         .and_then(|v| v.as_str())
