@@ -3,13 +3,15 @@
 //! and tied embeddings; tiny Qwen2 with q/k/v biases and an untied head; eager attention, f32),
 //! cached decoding against the full forward, hook points and errors.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::Counter;
 use petl_models::{
-    BaseModel, Checkpoint, DecoderConfig, DecoderInput, DecoderModel, ForwardCtx, HeadsSite, Hooks, KvPrefix,
-    ModelDir, ModelShape, NoHooks, Proj, Result, Sublayer,
+    BaseModel, Checkpoint, DecoderConfig, DecoderInput, DecoderModel, ForwardCtx, Hooks, KvPrefix, ModelDir,
+    ModelShape, NoHooks, Proj, Result, Sublayer,
 };
 use serde_json::Value;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -401,82 +403,6 @@ fn cached_decoding_equals_the_full_forward() {
     }
 }
 
-#[derive(Default)]
-struct Counter(RefCell<BTreeMap<String, usize>>);
-
-impl Counter {
-    fn hit(&self, key: String) {
-        *self.0.borrow_mut().entry(key).or_default() += 1;
-    }
-    fn take(&self) -> BTreeMap<String, usize> {
-        std::mem::take(&mut *self.0.borrow_mut())
-    }
-}
-
-impl Hooks for Counter {
-    fn param(&self, name: &str, _base: &Tensor, _ctx: &mut ForwardCtx) -> Result<Option<Tensor>> {
-        self.hit(format!("param {name}"));
-        Ok(None)
-    }
-    fn base_linear(&self, w: &str, _i: &Tensor, o: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("base_linear {w}"));
-        Ok(o)
-    }
-    fn base_norm(&self, w: &str, _i: &Tensor, _e: f64, o: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("base_norm {w}"));
-        Ok(o)
-    }
-    fn base_lookup(&self, t: &str, _i: &Tensor, o: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("base_lookup {t}"));
-        Ok(o)
-    }
-    fn embeddings(&self, h: Tensor, m: Tensor, _c: &mut ForwardCtx) -> Result<(Tensor, Tensor)> {
-        self.hit("embeddings".into());
-        Ok((h, m))
-    }
-    fn input(&self, layer: usize, s: Sublayer, x: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("input {layer} {s:?}"));
-        Ok(x)
-    }
-    fn linear_input(&self, layer: usize, p: Proj, x: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("linear_input {layer} {p:?}"));
-        Ok(x)
-    }
-    fn linear(&self, layer: usize, p: Proj, _i: &Tensor, o: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        self.hit(format!("linear {layer} {p:?}"));
-        Ok(o)
-    }
-    fn kv_prefix(
-        &self,
-        layer: usize,
-        s: Sublayer,
-        _b: usize,
-        _c: &mut ForwardCtx,
-    ) -> Result<Option<KvPrefix>> {
-        self.hit(format!("kv_prefix {layer} {s:?}"));
-        Ok(None)
-    }
-    fn heads(&self, layer: usize, site: HeadsSite<'_>, h: Tensor, _c: &mut ForwardCtx) -> Result<Tensor> {
-        // The site carries every query head and the scores over every key.
-        assert_eq!(site.query.dims(), h.dims());
-        assert_eq!(site.scores.dim(1).unwrap(), h.dim(1).unwrap());
-        self.hit(format!("heads {layer}"));
-        Ok(h)
-    }
-    fn output(
-        &self,
-        layer: usize,
-        s: Sublayer,
-        i: &Tensor,
-        o: Tensor,
-        _c: &mut ForwardCtx,
-    ) -> Result<Tensor> {
-        assert_eq!(i.dims(), o.dims());
-        self.hit(format!("output {layer} {s:?}"));
-        Ok(o)
-    }
-}
-
 #[test]
 fn every_hook_point_is_called_once_per_site() {
     for case in ["tiny-llama", "tiny-qwen2"] {
@@ -500,7 +426,7 @@ fn every_hook_point_is_called_once_per_site() {
                 let w = m.weight_name(l, p).unwrap();
                 per_block.insert(format!("base_linear {w}"), 1);
             }
-            per_block.insert(format!("heads {l}"), 1);
+            per_block.insert(format!("heads {l} Attention"), 1);
             for n in ["input_layernorm", "post_attention_layernorm"] {
                 per_block.insert(format!("base_norm model.layers.{l}.{n}.weight"), 1);
             }
