@@ -6,7 +6,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::Counter;
+use common::{max_abs_diff, Counter};
 use petl_models::{
     BaseModel, Checkpoint, DecoderConfig, DecoderInput, DecoderModel, ForwardCtx, Hooks, KvPrefix, ModelDir,
     ModelShape, NoHooks, Proj, Result, Sublayer,
@@ -69,20 +69,6 @@ fn masked_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
     a.sub(b)
         .unwrap()
         .broadcast_mul(&keep)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    a.sub(b)
         .unwrap()
         .abs()
         .unwrap()
@@ -366,7 +352,7 @@ fn cached_decoding_equals_the_full_forward() {
                 );
                 let at = if batch == "right" { lens[r] - 1 } else { 9 } + full.dim(1).unwrap() - 10;
                 let want = full.get(0).unwrap().get(at).unwrap();
-                worst = worst.max(max_diff(&first.get(r).unwrap(), &want));
+                worst = worst.max(max_abs_diff(&first.get(r).unwrap(), &want));
             }
             let mut check = |fed: &[Vec<u32>], got: &Tensor, rows: &[usize]| {
                 let ids: Vec<Vec<u32>> = rows.iter().map(|&r| ids[r].clone()).collect();
@@ -377,7 +363,7 @@ fn cached_decoding_equals_the_full_forward() {
                     .unwrap()
                     .squeeze(1)
                     .unwrap();
-                worst = worst.max(max_diff(got, &last));
+                worst = worst.max(max_abs_diff(got, &last));
             };
             for tokens in &feed[..2] {
                 let got = m.step(&mut cache, tokens, hooks, &mut ctx).unwrap();

@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::max_abs_diff;
 use petl_models::gguf::{permute_qk_rows, GgufError, GgufFile, GgufModel};
 use serde_json::Value;
 
@@ -21,20 +24,6 @@ fn golden(name: &str) -> PathBuf {
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

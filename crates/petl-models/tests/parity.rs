@@ -1,7 +1,10 @@
 //! Numerical parity with Hugging Face `transformers` (golden files written by
 //! `tests/golden/gen/make_golden.py`, eager attention, f32).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::max_abs_diff;
 use petl_models::BaseModel;
 use petl_models::{
     ClassificationHead, EncoderInput, EncoderModel, ForwardCtx, ModelDir, NoHooks, ParamStore, Pooling,
@@ -29,20 +32,6 @@ fn input(g: &HashMap<String, Tensor>) -> EncoderInput {
         type_ids: u32s("token_type_ids"),
         attention_mask: u32s("attention_mask"),
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Runs model + head and returns (last hidden state, logits).

@@ -7,7 +7,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::Counter;
+use common::{max_abs_diff, Counter};
 use petl_models::{
     BaseModel, EncoderOutput, ForwardCtx, Hooks, KvPrefix, ModelDir, ModelError, ModelShape, NoHooks, Proj,
     Result, Seq2SeqInput, Seq2SeqModel, Sublayer,
@@ -43,20 +43,6 @@ fn input(g: &HashMap<String, Tensor>) -> Seq2SeqInput {
         decoder_input_ids: u32s(g, "decoder_input_ids"),
         decoder_attention_mask: Some(u32s(g, "decoder_attention_mask")),
     }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Full forward to logits `[batch, t, vocab]`.
