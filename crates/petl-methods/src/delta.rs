@@ -421,6 +421,10 @@ impl Hooks for Delta {
         }))
     }
 
+    fn changes_heads(&self, _layer: usize, _sublayer: Sublayer) -> bool {
+        !self.heads.is_empty()
+    }
+
     fn heads(
         &self,
         layer: usize,

@@ -112,6 +112,10 @@ impl Hooks for Merged<'_> {
         self.delta.kv_prefix(layer, sublayer, batch, ctx)
     }
 
+    fn changes_heads(&self, layer: usize, sublayer: Sublayer) -> bool {
+        self.delta.changes_heads(layer, sublayer)
+    }
+
     fn heads(
         &self,
         layer: usize,

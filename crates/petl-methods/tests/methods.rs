@@ -189,3 +189,66 @@ fn a_config_that_does_not_fit_the_model_is_refused() {
     assert!(built.store.iter().all(|(n, _)| !n.contains("layer0")));
     assert!(built.store.iter().any(|(n, _)| n.contains("layer1")));
 }
+
+/// Identity hooks that claim to change the attention heads, so the model takes its composed
+/// attention (per-head tensors materialised) instead of the fused op.
+struct ComposedAttention;
+
+impl petl_models::Hooks for ComposedAttention {}
+
+#[test]
+fn fused_attention_gives_the_composed_path_s_loss_and_gradients_in_training() {
+    let model = tiny();
+    let input = batch();
+    let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    for p in PRESETS {
+        let mut method = shrink(p.method());
+        for d in &mut method.deltas {
+            d.init = InitScheme::Bert;
+        }
+        let built = build(&model, &method, 3);
+        let composed = petl_models::Chain(&built.delta, &ComposedAttention);
+        // Dropout on (probabilities included), from the same point of the same stream.
+        let run = |hooks: &dyn petl_models::Hooks| {
+            let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::for_step(5, 1));
+            let out = model.forward(&input, hooks, &mut ctx).unwrap();
+            let logits = built
+                .head
+                .forward(&model, &out.hidden, &out.mask, hooks, &mut ctx)
+                .unwrap();
+            let loss = petl_ops::cross_entropy(&logits, &labels).unwrap();
+            (loss.to_scalar::<f32>().unwrap(), loss.backward().unwrap())
+        };
+        let (fused_loss, fused) = run(&built.delta);
+        let (composed_loss, reference) = run(&composed);
+        assert!(
+            (fused_loss - composed_loss).abs() < 1e-5,
+            "{}: loss {fused_loss} fused vs {composed_loss} composed",
+            p.name
+        );
+        for (name, var) in built.store.iter() {
+            let (Some(a), Some(b)) = (fused.get(var), reference.get(var)) else {
+                assert!(
+                    fused.get(var).is_none() && reference.get(var).is_none(),
+                    "{}: {name} has a gradient on one path only",
+                    p.name
+                );
+                continue;
+            };
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .max(1e-3);
+            let d = max_abs_diff(a, b) / scale;
+            assert!(
+                d < 1e-4,
+                "{}: gradient of {name} differs by {d} (relative)",
+                p.name
+            );
+        }
+    }
+}

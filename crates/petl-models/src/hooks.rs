@@ -25,7 +25,7 @@
 
 use crate::Result;
 use candle_core::Tensor;
-use petl_ops::{Dropout, DropoutRng};
+use petl_ops::{Dropout, DropoutRng, KeepMask};
 
 /// A sub-layer of a transformer block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -168,6 +168,12 @@ impl ForwardCtx {
         }
     }
 
+    /// The mask `dropout` draws for `n` elements in a training pass, `None` where it is the
+    /// identity: for fused ops that apply dropout inside (attention probabilities).
+    pub fn dropout_mask(&mut self, dropout: &Dropout, n: usize) -> Option<KeepMask> {
+        dropout.mask(n, self.rng.as_mut())
+    }
+
     /// Applies `dropout` in training passes.
     pub fn dropout(&mut self, dropout: &Dropout, x: &Tensor) -> Result<Tensor> {
         Ok(dropout.forward(x, self.rng.as_mut())?)
@@ -285,6 +291,15 @@ pub trait Hooks {
         Ok(None)
     }
 
+    /// Whether [`Hooks::heads`] acts in the attention `sublayer` of `layer`. Where it does not,
+    /// models run attention as one fused op that never materialises the per-head queries,
+    /// scores and outputs a [`HeadsSite`] shows. The default, `true`, keeps any implementation
+    /// that overrides [`Hooks::heads`] correct; implementations that never change heads say so.
+    fn changes_heads(&self, layer: usize, sublayer: Sublayer) -> bool {
+        let _ = (layer, sublayer);
+        true
+    }
+
     /// Modifies the per-head attention output `[batch, heads, seq, head_dim]` before W_o
     /// (multi-head parallel adapters, prefix tuning in its gated-adapter form).
     fn heads(
@@ -318,4 +333,8 @@ pub trait Hooks {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHooks;
 
-impl Hooks for NoHooks {}
+impl Hooks for NoHooks {
+    fn changes_heads(&self, _layer: usize, _sublayer: Sublayer) -> bool {
+        false
+    }
+}

@@ -234,6 +234,10 @@ impl Hooks for RowGroups<'_> {
         }))
     }
 
+    fn changes_heads(&self, layer: usize, sublayer: Sublayer) -> bool {
+        self.groups.iter().any(|(_, h)| h.changes_heads(layer, sublayer))
+    }
+
     fn heads(
         &self,
         layer: usize,
@@ -371,6 +375,10 @@ impl Hooks for Chain<'_> {
                 "both chained hooks prepend prefixes; one delta should hold them".into(),
             )),
         }
+    }
+
+    fn changes_heads(&self, layer: usize, sublayer: Sublayer) -> bool {
+        self.0.changes_heads(layer, sublayer) || self.1.changes_heads(layer, sublayer)
     }
 
     fn heads(

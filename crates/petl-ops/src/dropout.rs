@@ -1,13 +1,23 @@
-use crate::cpu::{f32_slice, par_zip2};
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
-use rand::{Rng, SeedableRng};
+use crate::cpu::f32_slice;
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Draws per parallel task. A task seeks its own position in the call's stream, so the draws
+/// do not depend on how many threads share the work.
+const DRAW_CHUNK: usize = 1 << 16;
 
 /// The random stream dropout masks are drawn from.
 ///
 /// One stream is derived per optimizer step from the run seed, so a run resumed at step `k`
 /// draws exactly the masks an uninterrupted run draws there, and the same seed reproduces a run
 /// bit for bit. candle's CPU device cannot be seeded, which is why masks are drawn here.
+///
+/// Each call (a mask, a batch of uniforms) takes one 64-bit key from the stream and expands it
+/// with a ChaCha8 stream of its own in parallel chunks: what a call draws depends only on the
+/// stream's position, never on the thread count.
 #[derive(Debug, Clone)]
 pub struct DropoutRng(ChaCha8Rng);
 
@@ -28,24 +38,127 @@ impl DropoutRng {
     /// `n` draws from U(0, 1), never exactly 0 or 1 (24-bit resolution, centred in each bin).
     pub fn uniform(&mut self, n: usize) -> Vec<f32> {
         const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
-        (0..n)
-            .map(|_| ((self.0.random::<u32>() >> 8) as f32 + 0.5) * SCALE)
-            .collect()
+        let words = self.words(n);
+        let mut out = vec![0f32; n];
+        out.par_chunks_mut(DRAW_CHUNK).enumerate().for_each(|(i, o)| {
+            let w = words.chunk(i, o.len());
+            for (o, w) in o.iter_mut().zip(w) {
+                *o = ((w >> 8) as f32 + 0.5) * SCALE;
+            }
+        });
+        out
     }
 
-    fn keep_mask(&mut self, n: usize, p: f32) -> Vec<f32> {
-        let scale = 1.0 / (1.0 - p);
-        // Compare raw 24-bit draws against the threshold: uniform, cheap, platform-independent.
-        let threshold = (p as f64 * (1u32 << 24) as f64) as u32;
-        (0..n)
-            .map(|_| {
-                if (self.0.random::<u32>() >> 8) < threshold {
-                    0.0
-                } else {
-                    scale
+    /// A keep mask for `n` elements at drop probability `p` (16-bit resolution: the drop rate
+    /// is within 2⁻¹⁷ of `p`), two decisions per 32-bit draw.
+    pub fn keep_mask(&mut self, n: usize, p: f32) -> KeepMask {
+        let threshold = (f64::from(p) * 65_536.0).round() as u32;
+        let words = self.words(n.div_ceil(2));
+        let mut keep = vec![0u8; n];
+        keep.par_chunks_mut(2 * DRAW_CHUNK)
+            .enumerate()
+            .for_each(|(i, k)| {
+                let w = words.chunk(i, k.len().div_ceil(2));
+                let (pairs, tail) = k.split_at_mut(k.len() / 2 * 2);
+                for (pair, w) in pairs.chunks_exact_mut(2).zip(&w) {
+                    pair[0] = u8::from(w & 0xffff >= threshold);
+                    pair[1] = u8::from(w >> 16 >= threshold);
                 }
-            })
-            .collect()
+                if let (Some(t), Some(w)) = (tail.first_mut(), w.last()) {
+                    *t = u8::from(w & 0xffff >= threshold);
+                }
+            });
+        KeepMask {
+            keep: Arc::new(keep),
+            scale: 1.0 / (1.0 - p),
+        }
+    }
+
+    /// A fresh keyed stream of `n` 32-bit words, read back in chunks of [`DRAW_CHUNK`].
+    fn words(&mut self, n: usize) -> KeyedWords {
+        KeyedWords {
+            key: self.0.next_u64(),
+            n,
+        }
+    }
+}
+
+/// The 32-bit words of one call's stream, drawn chunk by chunk by whichever thread needs them.
+struct KeyedWords {
+    key: u64,
+    n: usize,
+}
+
+impl KeyedWords {
+    /// Words `[i·DRAW_CHUNK, i·DRAW_CHUNK + len)`.
+    fn chunk(&self, i: usize, len: usize) -> Vec<u32> {
+        let start = i * DRAW_CHUNK;
+        let len = len.min(self.n.saturating_sub(start));
+        let mut rng = ChaCha8Rng::seed_from_u64(self.key);
+        rng.set_word_pos(start as u128);
+        let mut out = vec![0u32; len];
+        rng.fill(&mut out[..]);
+        out
+    }
+}
+
+/// A drawn dropout mask: which elements survive, and the factor `1/(1−p)` survivors carry.
+///
+/// One byte per element, a quarter of an `f32` mask; the fused kernels read it directly, other
+/// devices and dtypes get it as a tensor.
+#[derive(Debug, Clone)]
+pub struct KeepMask {
+    keep: Arc<Vec<u8>>,
+    scale: f32,
+}
+
+impl KeepMask {
+    /// Elements the mask covers.
+    pub fn len(&self) -> usize {
+        self.keep.len()
+    }
+
+    /// Whether the mask covers no element.
+    pub fn is_empty(&self) -> bool {
+        self.keep.is_empty()
+    }
+
+    /// The factor for each element: 0 (dropped) or `1/(1−p)`.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.keep
+    }
+
+    /// `1/(1−p)`.
+    pub(crate) fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// `x ⊙ mask`, differentiable in `x` only; `x` must have as many elements as the mask.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if x.elem_count() != self.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "dropout: a mask of {} elements applied to {:?}",
+                self.len(),
+                x.dims()
+            )));
+        }
+        if crate::norm::fused(x, &[]) {
+            return x.contiguous()?.apply_op1(self.clone());
+        }
+        x.mul(&self.to_tensor(x)?)
+    }
+
+    /// The mask as factors, shaped, typed and placed as `like`.
+    fn to_tensor(&self, like: &Tensor) -> Result<Tensor> {
+        let factors: Vec<f32> = self.keep.iter().map(|&k| f32::from(k) * self.scale).collect();
+        Tensor::from_vec(factors, like.shape(), like.device())?.to_dtype(like.dtype())
+    }
+
+    /// `out[i] = x[i] · factor[i]`, in place.
+    pub(crate) fn scale_in_place(keep: &[u8], scale: f32, x: &mut [f32]) {
+        for (x, &k) in x.iter_mut().zip(keep) {
+            *x *= f32::from(k) * scale;
+        }
     }
 }
 
@@ -69,27 +182,26 @@ impl Dropout {
         self.p
     }
 
+    /// The mask this layer draws for `n` elements in a training pass (`rng` given), or `None`
+    /// where it is the identity (evaluation, or `p` = 0).
+    pub fn mask(&self, n: usize, rng: Option<&mut DropoutRng>) -> Option<KeepMask> {
+        match rng {
+            Some(rng) if self.p > 0.0 => Some(rng.keep_mask(n, self.p)),
+            _ => None,
+        }
+    }
+
     /// Applies dropout when `rng` is given (training), else returns `x` unchanged.
     pub fn forward(&self, x: &Tensor, rng: Option<&mut DropoutRng>) -> Result<Tensor> {
-        match rng {
-            Some(rng) if self.p > 0.0 => {
-                let mask = rng.keep_mask(x.elem_count(), self.p);
-                let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-                if crate::norm::fused(x, &[]) {
-                    x.contiguous()?.apply_op1(KeepMask(mask))
-                } else {
-                    x.mul(&mask)
-                }
-            }
-            _ => Ok(x.clone()),
+        match self.mask(x.elem_count(), rng) {
+            Some(mask) => mask.apply(x),
+            None => Ok(x.clone()),
         }
     }
 }
 
-/// `x · mask` whose backward is `g · mask` alone: a generic multiply would also compute (and
+/// `x · mask`, whose backward is `g · mask` alone: a generic multiply would also compute (and
 /// keep) a gradient for the constant mask.
-struct KeepMask(Tensor);
-
 impl CustomOp1 for KeepMask {
     fn name(&self) -> &'static str {
         "petl-dropout"
@@ -97,15 +209,11 @@ impl CustomOp1 for KeepMask {
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
-        let (m, ml) = self.0.storage_and_layout();
-        let Storage::Cpu(m) = &*m else {
-            return Err(candle_core::Error::Msg("dropout: mask on another device".into()));
-        };
-        let m = f32_slice(m, ml, self.name())?;
-        let out = par_zip2(x, m, |x, m, o| {
-            for j in 0..o.len() {
-                o[j] = x[j] * m[j];
-            }
+        let (keep, scale) = (self.bytes(), self.scale);
+        let chunk = 1 << 14;
+        let out = crate::cpu::par_filled(x.len(), chunk, |i, o| {
+            o.copy_from_slice(&x[i * chunk..][..o.len()]);
+            Self::scale_in_place(&keep[i * chunk..], scale, o);
         });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -114,7 +222,11 @@ impl CustomOp1 for KeepMask {
         if !x.track_op() {
             return Ok(None);
         }
-        Ok(Some(grad.mul(&self.0)?))
+        let grad = grad.contiguous()?;
+        if crate::norm::fused(&grad, &[]) {
+            return Ok(Some(grad.apply_op1_no_bwd(self)?));
+        }
+        Ok(Some(grad.mul(&self.to_tensor(&grad)?)?))
     }
 }
 
@@ -140,5 +252,33 @@ mod tests {
         assert!((kept - 0.75).abs() < 0.034, "kept {kept}");
         assert!(v.iter().all(|&x| x == 0.0 || (x - 4.0 / 3.0).abs() < 1e-6));
         Ok(())
+    }
+
+    #[test]
+    fn draws_do_not_depend_on_the_thread_count() {
+        // Several chunks and an odd length, so chunk seeking and the tail are both exercised.
+        let n = 5 * DRAW_CHUNK + 3;
+        let draw = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut rng = DropoutRng::for_step(11, 2);
+                let mask = rng.keep_mask(n, 0.1);
+                (mask.bytes().to_vec(), rng.uniform(n))
+            })
+        };
+        let (one, three) = (draw(1), draw(3));
+        assert_eq!(one.0, three.0);
+        assert_eq!(one.1, three.1);
+        let dropped = one.0.iter().filter(|&&k| k == 0).count() as f64 / n as f64;
+        // 327,683 draws at p = 0.1: 5 sigma is 0.0026.
+        assert!((dropped - 0.1).abs() < 0.0026, "dropped {dropped}");
+        let mean = one.1.iter().map(|&u| f64::from(u)).sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 0.0026, "mean {mean}");
+        // Consecutive calls take different keys.
+        let mut rng = DropoutRng::new(1);
+        assert_ne!(rng.uniform(8), rng.uniform(8));
     }
 }

@@ -20,6 +20,7 @@
 //! | [`linear`] | x·Wᵀ + b over the last dimension |
 //! | [`layer_norm`] | LayerNorm over the last dimension |
 //! | [`softmax_last_dim`] | numerically stable softmax |
+//! | [`attention`] | multi-head attention over token-major projections, one op per layer |
 //! | [`scale_add_mask`] | attention logits `x·scale + mask` (padding or causal mask) |
 //! | [`rotary_heads`] | rotary position embedding, fused with the split into heads |
 //! | [`split_heads`], [`merge_heads`] | `[b, s, h·d]` ↔ `[b, h, s, d]` in one pass each way |
@@ -44,6 +45,7 @@
 
 mod activation;
 mod alloc;
+mod attention;
 mod cpu;
 mod dropout;
 mod heads;
@@ -59,7 +61,8 @@ mod token_loss;
 
 pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
-pub use dropout::{Dropout, DropoutRng};
+pub use attention::{attention, AttentionSpec};
+pub use dropout::{Dropout, DropoutRng, KeepMask};
 pub use heads::{merge_heads, split_heads};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};

@@ -482,3 +482,82 @@ fn swiglu_matches_reference() -> Result<()> {
     check("swiglu", &op, &inputs, &[true, true], 1e-6)?;
     check("swiglu (frozen up)", &op, &inputs, &[true, false], 1e-6)
 }
+
+#[test]
+fn fused_attention_matches_the_composed_form_and_finite_differences() -> Result<()> {
+    // Batch 2, 5 queries, 7 keys (2 of them prefix rows), 3 heads of width 4; the second row's
+    // last two keys are padding.
+    let (q, k, v) = (
+        tensor(&[2, 5, 12], 40, DType::F64)?,
+        tensor(&[2, 7, 12], 41, DType::F64)?,
+        tensor(&[2, 7, 12], 42, DType::F64)?,
+    );
+    let mut bias = vec![0f64; 14];
+    bias[12] = -30.0;
+    bias[13] = -30.0;
+    let bias = Tensor::from_vec(bias, (2, 1, 1, 7), &Device::Cpu)?;
+    let mask = petl_ops::DropoutRng::new(5).keep_mask(2 * 3 * 5 * 7, 0.2);
+    for (name, dropout) in [("attention", None), ("attention with dropout", Some(mask))] {
+        let op = move |a: &[Tensor]| {
+            let spec = petl_ops::AttentionSpec {
+                heads: 3,
+                scale: 0.5,
+                bias: Some(&a[3]),
+                dropout: dropout.as_ref(),
+            };
+            petl_ops::attention(&a[0], &a[1], &a[2], &spec)
+        };
+        let inputs = [q.clone(), k.clone(), v.clone(), bias.clone()];
+        check(name, &op, &inputs, &[true, true, true, false], 1e-5)?;
+        // A frozen key projection gets no gradient, the others theirs.
+        check(name, &op, &inputs, &[true, false, true, false], 1e-5)?;
+    }
+    // Without a bias, against the plain per-head formula.
+    let x = |t: &Tensor| t.to_dtype(DType::F32);
+    let (q, k, v) = (x(&q)?, x(&k)?, x(&v)?);
+    let spec = petl_ops::AttentionSpec {
+        heads: 3,
+        scale: 0.5,
+        bias: None,
+        dropout: None,
+    };
+    let got = petl_ops::attention(&q, &k, &v, &spec)?;
+    let heads = |t: &Tensor| petl_ops::split_heads(t, 3);
+    let probs = candle_nn_free_softmax(&(heads(&q)?.matmul(&heads(&k)?.t()?)? * 0.5)?)?;
+    let want = petl_ops::merge_heads(&probs.matmul(&heads(&v)?)?)?;
+    let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(d < 1e-5, "attention without a bias off by {d}");
+    Ok(())
+}
+
+/// Softmax over the last dimension from candle's elementary ops.
+fn candle_nn_free_softmax(x: &Tensor) -> Result<Tensor> {
+    let e = x.broadcast_sub(&x.max_keepdim(candle_core::D::Minus1)?)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(candle_core::D::Minus1)?)
+}
+
+#[test]
+fn attention_names_mismatched_shapes() -> Result<()> {
+    let q = tensor(&[2, 5, 12], 1, DType::F32)?;
+    let k = tensor(&[2, 7, 12], 2, DType::F32)?;
+    let spec = |heads| petl_ops::AttentionSpec {
+        heads,
+        scale: 1.0,
+        bias: None,
+        dropout: None,
+    };
+    let err = petl_ops::attention(&q, &k, &k, &spec(5)).unwrap_err().to_string();
+    assert!(err.contains("5 heads"), "{err}");
+    let short = tensor(&[2, 6, 12], 3, DType::F32)?;
+    assert!(petl_ops::attention(&q, &k, &short, &spec(3)).is_err());
+    let bias = tensor(&[2, 5], 4, DType::F32)?;
+    let with_bias = petl_ops::AttentionSpec {
+        bias: Some(&bias),
+        ..spec(3)
+    };
+    let err = petl_ops::attention(&q, &k, &k, &with_bias)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bias"), "{err}");
+    Ok(())
+}

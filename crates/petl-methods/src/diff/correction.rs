@@ -9,7 +9,7 @@
 
 use crate::error::{bad_input, Result};
 use candle_core::{CpuStorage, CustomOp2, InplaceOp2, Layout, Shape, Tensor};
-use petl_models::{BaseModel, ForwardCtx, Hooks};
+use petl_models::{BaseModel, ForwardCtx, Hooks, Sublayer};
 use petl_sparse::{SparseDiff, SparseTensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -256,6 +256,10 @@ impl<'a> CorrectionGroups<'a> {
 }
 
 impl Hooks for CorrectionGroups<'_> {
+    fn changes_heads(&self, _layer: usize, _sublayer: Sublayer) -> bool {
+        false
+    }
+
     fn base_linear(
         &self,
         weight: &str,
@@ -372,6 +376,10 @@ fn unsupported(name: &str) -> crate::MethodError {
 }
 
 impl Hooks for SparseCorrection {
+    fn changes_heads(&self, _layer: usize, _sublayer: Sublayer) -> bool {
+        false
+    }
+
     fn base_linear(
         &self,
         weight: &str,

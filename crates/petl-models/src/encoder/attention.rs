@@ -39,38 +39,48 @@ impl SelfAttention {
         hooks: &dyn Hooks,
         ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
-        let (batch, seq, d) = x.dims3()?;
-        let project = |lin: &BaseLinear, proj: Proj, ctx: &mut ForwardCtx| -> Result<Tensor> {
-            let y = lin.project(layer, proj, x, hooks, ctx)?;
-            Ok(y.reshape((batch, seq, self.num_heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = project(&self.query, Proj::Query, ctx)?;
-        let mut k = project(&self.key, Proj::Key, ctx)?;
-        let mut v = project(&self.value, Proj::Value, ctx)?;
+        let (batch, seq, _) = x.dims3()?;
+        let q = self.query.project(layer, Proj::Query, x, hooks, ctx)?;
+        let mut k = self.key.project(layer, Proj::Key, x, hooks, ctx)?;
+        let mut v = self.value.project(layer, Proj::Value, x, hooks, ctx)?;
         let mut bias = bias.clone();
         if let Some(prefix) = hooks.kv_prefix(layer, Sublayer::Attention, batch, ctx)? {
             let plen = prefix.keys.dim(2)?;
-            k = Tensor::cat(&[&prefix.keys, &k], 2)?;
-            v = Tensor::cat(&[&prefix.values, &v], 2)?;
+            k = Tensor::cat(&[&petl_ops::merge_heads(&prefix.keys)?, &k], 1)?;
+            v = Tensor::cat(&[&petl_ops::merge_heads(&prefix.values)?, &v], 1)?;
             // Prefix positions are always attended.
             let open = Tensor::zeros((batch, 1, 1, plen), bias.dtype(), bias.device())?;
             bias = Tensor::cat(&[&open, &bias], 3)?;
         }
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = petl_ops::scale_add_mask(&q.matmul(&k.t()?)?, scale, &bias)?;
-        let probs = petl_ops::softmax_last_dim(&scores)?;
-        let probs = ctx.dropout(&self.probs_dropout, &probs)?;
-        let heads = probs.matmul(&v)?;
-        let site = HeadsSite {
-            sublayer: Sublayer::Attention,
-            input: x,
-            query: &q,
-            scores: &scores,
+        let dropout = ctx.dropout_mask(&self.probs_dropout, batch * self.num_heads * seq * k.dim(1)?);
+        let merged = if hooks.changes_heads(layer, Sublayer::Attention) {
+            // The per-head tensors a heads hook reads, materialised.
+            let heads = |t: &Tensor| petl_ops::split_heads(t, self.num_heads);
+            let q = heads(&q)?;
+            let scores = petl_ops::scale_add_mask(&q.matmul(&heads(&k)?.t()?)?, scale, &bias)?;
+            let probs = petl_ops::softmax_last_dim(&scores)?;
+            let probs = match &dropout {
+                Some(mask) => mask.apply(&probs)?,
+                None => probs,
+            };
+            let site = HeadsSite {
+                sublayer: Sublayer::Attention,
+                input: x,
+                query: &q,
+                scores: &scores,
+            };
+            let out = hooks.heads(layer, site, probs.matmul(&heads(&v)?)?, ctx)?;
+            petl_ops::merge_heads(&out)?
+        } else {
+            let spec = petl_ops::AttentionSpec {
+                heads: self.num_heads,
+                scale,
+                bias: Some(&bias),
+                dropout: dropout.as_ref(),
+            };
+            petl_ops::attention(&q, &k, &v, &spec)?
         };
-        let heads = hooks.heads(layer, site, heads, ctx)?;
-        let merged = heads.transpose(1, 2)?.contiguous()?.reshape((batch, seq, d))?;
         self.out.project(layer, Proj::AttnOut, &merged, hooks, ctx)
     }
 }
