@@ -82,6 +82,18 @@ macro_rules! simd_kernel {
         $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: the target features were detected on this CPU just above.
+                    return unsafe { wide($($arg),*) };
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn fast($($arg: $ty),*) {
                     $body($($arg),*)
@@ -111,7 +123,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     let xc = x.max(-87.3).min(88.7);
     // Round to nearest by the 1.5·2²³ trick: `floor` is a libm call on baseline x86-64 and
     // would stop the loop from vectorising.
-    let n = (xc * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let shifted = xc * LOG2E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    // The integer n, read from the mantissa of 1.5·2²³ + n: `n as i32` would be Rust's
+    // saturating cast, which LLVM can only scalarise (a tenth of the loop's speed).
+    let ni = (shifted.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_2e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -120,7 +136,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     if x < -87.3 {
         0.0
     } else {

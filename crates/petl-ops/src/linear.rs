@@ -1,3 +1,5 @@
+use crate::gemm::Weight;
+use crate::rows::{as_rows, as_vector, with_last};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 
@@ -42,22 +44,20 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         return linear(&x.to_dtype(compute)?, weight, b.as_ref())?.to_dtype(x.dtype());
     }
     let bias = bias.map(|b| b.to_dtype(x.dtype())).transpose()?;
-    let bias = bias.as_ref();
-    // Folding the leading dimensions into one keeps this a single 2-D GEMM with a transposed
-    // right operand, which candle's CPU and CUDA backends run without copying the weight.
-    let x2 = x.reshape((rows, in_dim))?.contiguous()?;
+    let bias = bias.map(|b| as_vector(&b, out_dim)).transpose()?;
+    // The op folds the leading dimensions into one itself (a single 2-D GEMM with a transposed
+    // right operand, which candle's CPU and CUDA backends run without copying the weight):
+    // a reshape node on either side would cost a zero-filled, accumulated full-size gradient
+    // in candle's backward pass.
+    let x = x.contiguous()?;
     let op = FrozenWeight {
         weight: weight.clone(),
     };
-    let y = match bias {
-        Some(b) if b.track_op() => x2.apply_op2(&b.reshape(out_dim)?, op)?,
-        Some(b) => x2.apply_op1(FrozenLinear {
-            weight: op,
-            bias: b.reshape(out_dim)?,
-        })?,
-        None => x2.apply_op1(op)?,
-    };
-    y.reshape(out_dims)
+    match bias {
+        Some(b) if b.track_op() => x.apply_op2(&b, op),
+        Some(b) => x.apply_op1(FrozenLinear { weight: op, bias: b }),
+        None => x.apply_op1(op),
+    }
 }
 
 fn generic_linear(
@@ -88,26 +88,41 @@ struct FrozenLinear {
 }
 
 impl FrozenWeight {
-    fn bmnk(&self, x: &Layout) -> Result<(usize, usize, usize, usize)> {
-        let (rows, k) = x.shape().dims2()?;
-        Ok((1, rows, self.weight.dim(0)?, k))
-    }
-
-    /// `x · Wᵀ` on any backend's storage.
+    /// `x · Wᵀ` on any backend's storage, `x` `[..., in]` contiguous.
     fn matmul<S: BackendStorage>(&self, x: &S, xl: &Layout, w: &S, wl: &Layout) -> Result<(S, Shape)> {
-        let bmnk = self.bmnk(xl)?;
-        let y = x.matmul(w, bmnk, xl, &wl.transpose(0, 1)?)?;
-        Ok((y, Shape::from((bmnk.1, bmnk.2))))
+        let rows = as_rows(xl)?;
+        let (m, k) = rows.shape().dims2()?;
+        let n = self.weight.dim(0)?;
+        let y = x.matmul(w, (1, m, n, k), &rows, &wl.transpose(0, 1)?)?;
+        Ok((y, with_last(xl.dims(), n)))
     }
 
-    fn cpu(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+    /// `x · Wᵀ (+ b)` on the CPU: f32 straight on `gemm` with the bias fused (no zero-filled
+    /// output, no second pass), other dtypes through candle's matmul.
+    fn cpu(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (w, wl) = self.weight.storage_and_layout();
-        match &*w {
-            Storage::Cpu(w) => self.matmul(x, xl, w, wl),
-            _ => Err(candle_core::Error::Msg(
+        let Storage::Cpu(w) = &*w else {
+            return Err(candle_core::Error::Msg(
                 "frozen linear: weight and input on different devices".into(),
-            )),
+            ));
+        };
+        let (out, inp) = wl.shape().dims2()?;
+        let b32 = bias.map(|(b, bl)| f32s(b, bl));
+        if let (Some(xs), Some(ws), None | Some(Some(_))) = (f32s(x, xl), f32s(w, wl), b32) {
+            let rows = xs.len() / inp.max(1);
+            let y = crate::gemm::rows_times(xs, rows, ws, (out, inp), Weight::Transposed, b32.flatten());
+            return Ok((CpuStorage::F32(y), with_last(xl.dims(), out)));
         }
+        let (mut y, shape) = self.matmul(x, xl, w, wl)?;
+        if let Some((b, bl)) = bias {
+            add_rows(&mut y, b, bl)?;
+        }
+        Ok((y, shape))
     }
 
     #[cfg(feature = "cuda")]
@@ -126,7 +141,52 @@ impl FrozenWeight {
         if !x.track_op() {
             return Ok(None);
         }
-        Ok(Some(grad.matmul(&self.weight)?))
+        // `grad` records no graph (nothing it derives from is trained), so these reshapes are
+        // plain views.
+        let out = self.weight.dim(0)?;
+        let rows = grad.elem_count() / out.max(1);
+        if crate::norm::fused(grad, &[&self.weight]) {
+            return Ok(Some(
+                grad.contiguous()?.apply_op1_no_bwd(&InputGrad(self.clone()))?,
+            ));
+        }
+        Ok(Some(
+            grad.reshape((rows, out))?
+                .matmul(&self.weight)?
+                .reshape(x.shape())?,
+        ))
+    }
+}
+
+/// `dX = dY · W` for a frozen weight on the CPU in f32, written once (see `crate::gemm`).
+struct InputGrad(FrozenWeight);
+
+impl CustomOp1 for InputGrad {
+    fn name(&self) -> &'static str {
+        "petl-frozen-linear-input-grad"
+    }
+
+    fn cpu_fwd(&self, g: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = crate::cpu::f32_slice(g, gl, self.name())?;
+        let (w, wl) = self.0.weight.storage_and_layout();
+        let Storage::Cpu(w) = &*w else {
+            return Err(candle_core::Error::Msg(
+                "frozen linear: weight off the CPU".into(),
+            ));
+        };
+        let w = crate::cpu::f32_slice(w, wl, self.name())?;
+        let (out, inp) = wl.shape().dims2()?;
+        let rows = g.len() / out.max(1);
+        let dx = crate::gemm::rows_times(g, rows, w, (out, inp), Weight::AsStored, None);
+        Ok((CpuStorage::F32(dx), with_last(gl.dims(), inp)))
+    }
+}
+
+/// The contiguous f32 slice a layout addresses, or `None` (another dtype, strided).
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Option<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Some(&v[a..b]),
+        _ => None,
     }
 }
 
@@ -169,7 +229,7 @@ impl CustomOp1 for FrozenWeight {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.cpu(x, xl)
+        self.cpu(x, xl, None)
     }
 
     #[cfg(feature = "cuda")]
@@ -192,15 +252,13 @@ impl CustomOp1 for FrozenLinear {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (mut y, shape) = self.weight.cpu(x, xl)?;
         let (b, bl) = self.bias.storage_and_layout();
         let Storage::Cpu(b) = &*b else {
             return Err(candle_core::Error::Msg(
                 "frozen linear: bias on another device".into(),
             ));
         };
-        add_rows(&mut y, b, bl)?;
-        Ok((y, shape))
+        self.weight.cpu(x, xl, Some((b, bl)))
     }
 
     #[cfg(feature = "cuda")]
@@ -239,9 +297,7 @@ impl CustomOp2 for FrozenWeight {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (mut y, shape) = self.cpu(x, xl)?;
-        add_rows(&mut y, b, bl)?;
-        Ok((y, shape))
+        self.cpu(x, xl, Some((b, bl)))
     }
 
     #[cfg(feature = "cuda")]
@@ -265,7 +321,12 @@ impl CustomOp2 for FrozenWeight {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = if b.track_op() { Some(grad.sum(0)?) } else { None };
+        let out = b.elem_count();
+        let db = if b.track_op() {
+            Some(grad.reshape((grad.elem_count() / out.max(1), out))?.sum(0)?)
+        } else {
+            None
+        };
         Ok((self.grad_input(x, grad)?, db))
     }
 }

@@ -1,3 +1,4 @@
+use crate::rows::{as_rows, with_last};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
@@ -17,15 +18,14 @@ pub fn low_rank(x: &Tensor, down: &Tensor, up: &Tensor) -> Result<Tensor> {
             "low rank: x has {in_dim} features, A is {r}×{a_in}, B is {out_dim}×{b_r}"
         )));
     }
-    let rows = x.elem_count() / in_dim.max(1);
-    let mut out_dims = x.dims().to_vec();
-    let last = out_dims.len() - 1;
-    out_dims[last] = out_dim;
-    let x2 = x.reshape((rows, in_dim))?;
     if !crate::norm::fused(x, &[down, up]) {
+        let rows = x.elem_count() / in_dim.max(1);
+        let out_dims = with_last(x.dims(), out_dim);
+        let x2 = x.reshape((rows, in_dim))?;
         return x2.matmul(&down.t()?)?.matmul(&up.t()?)?.reshape(out_dims);
     }
-    x2.contiguous()?.apply_op3(down, up, LowRank)?.reshape(out_dims)
+    // No reshape nodes around the op (see `crate::rows`): it folds the rows itself.
+    x.contiguous()?.apply_op3(down, up, LowRank)
 }
 
 struct LowRank;
@@ -44,13 +44,14 @@ impl CustomOp3 for LowRank {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, in_dim) = xl.shape().dims2()?;
+        let x_rows = as_rows(xl)?;
+        let (rows, in_dim) = x_rows.shape().dims2()?;
         let (r, _) = al.shape().dims2()?;
         let (out_dim, _) = bl.shape().dims2()?;
-        let h = x.matmul(a, (1, rows, r, in_dim), xl, &al.transpose(0, 1)?)?;
+        let h = x.matmul(a, (1, rows, r, in_dim), &x_rows, &al.transpose(0, 1)?)?;
         let hl = Layout::contiguous((rows, r));
         let y = h.matmul(b, (1, rows, out_dim, r), &hl, &bl.transpose(0, 1)?)?;
-        Ok((y, Shape::from((rows, out_dim))))
+        Ok((y, with_last(xl.dims(), out_dim)))
     }
 
     fn bwd(
@@ -63,12 +64,16 @@ impl CustomOp3 for LowRank {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let wants = (x.track_op(), a.track_op(), b.track_op());
         // Detached so the gradient computation records no graph of its own.
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let in_dim = x.dim(candle_core::D::Minus1)?;
+        let rows = x.elem_count() / in_dim.max(1);
+        let x_shape = x.shape().clone();
+        let grad = grad.reshape((rows, b.dim(0)?))?;
+        let (x, a, b) = (x.detach().reshape((rows, in_dim))?, a.detach(), b.detach());
         let h = x.matmul(&a.t()?)?;
         let db = wants.2.then(|| grad.t()?.matmul(&h)).transpose()?;
         let dh = grad.matmul(&b)?;
         let da = wants.1.then(|| dh.t()?.matmul(&x)).transpose()?;
-        let dx = wants.0.then(|| dh.matmul(&a)).transpose()?;
+        let dx = wants.0.then(|| dh.matmul(&a)?.reshape(&x_shape)).transpose()?;
         Ok((dx, da, db))
     }
 }

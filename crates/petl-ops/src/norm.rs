@@ -1,4 +1,5 @@
 use crate::cpu::{f32_slice, par_rows, rows_per_task};
+use crate::rows::as_vector;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -11,8 +12,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
         let d = x.dim(D::Minus1)?;
         return x
             .contiguous()?
-            .apply_op3(&gamma.reshape(d)?, &beta.reshape(d)?, Norm::layer(eps))
-            .and_then(|y| y.reshape(x.shape()));
+            .apply_op3(&as_vector(gamma, d)?, &as_vector(beta, d)?, Norm::layer(eps));
     }
     let in_dtype = x.dtype();
     let x = match in_dtype {
@@ -33,7 +33,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result
 pub fn rms_norm(x: &Tensor, gamma: &Tensor, eps: f64) -> Result<Tensor> {
     if fused(x, &[gamma]) {
         let d = x.dim(D::Minus1)?;
-        return x.contiguous()?.apply_op2(&gamma.reshape(d)?, Norm::rms(eps));
+        return x.contiguous()?.apply_op2(&as_vector(gamma, d)?, Norm::rms(eps));
     }
     let in_dtype = x.dtype();
     let xf = match in_dtype {
