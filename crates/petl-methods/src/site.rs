@@ -161,6 +161,23 @@ impl SiteDelta {
             Insertion::Parallel => x,
             Insertion::Sequential => &h,
         };
+        // A low-rank net folds a fixed scale (and its input dropout) into one op.
+        let folded_scale = match &self.combine {
+            Combine::Add => Some(1.0),
+            Combine::Fixed(s) => Some(*s),
+            _ => None,
+        };
+        if let (true, Some(scale)) = (net.is_low_rank(), folded_scale) {
+            let mask = ctx.dropout_mask(&net.dropout, src.elem_count());
+            let delta = petl_ops::low_rank(
+                src,
+                net.down.as_tensor(),
+                net.up.as_tensor(),
+                scale,
+                mask.as_ref(),
+            )?;
+            return Ok((h + delta)?);
+        }
         let delta = net.forward(src, ctx)?;
         let delta = match &self.combine {
             Combine::Add => delta,
@@ -219,11 +236,13 @@ impl Net {
 
     fn forward(&self, src: &Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
         if self.is_low_rank() {
-            let z = ctx.dropout(&self.dropout, src)?;
+            let mask = ctx.dropout_mask(&self.dropout, src.elem_count());
             return Ok(petl_ops::low_rank(
-                &z,
+                src,
                 self.down.as_tensor(),
                 self.up.as_tensor(),
+                1.0,
+                mask.as_ref(),
             )?);
         }
         let mut z = src.clone();

@@ -46,6 +46,7 @@ impl Activation {
         match self {
             Self::Gelu if fused => x.contiguous()?.apply_op1(Pointwise::Gelu),
             Self::Silu if fused => x.contiguous()?.apply_op1(Pointwise::Silu),
+            Self::Relu if fused => x.contiguous()?.apply_op1(Pointwise::Relu),
             Self::Gelu => x.gelu_erf(),
             Self::GeluTanh => x.gelu(),
             Self::Relu => x.relu(),
@@ -62,6 +63,8 @@ enum Pointwise {
     Gelu,
     /// `x·σ(x)`; derivative `σ(x)·(1 + x·(1 − σ(x)))`.
     Silu,
+    /// `max(0, x)`; derivative 1 above 0, else 0 (candle's composed backward is four passes).
+    Relu,
 }
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -74,6 +77,13 @@ impl Pointwise {
         match self {
             Self::Gelu => 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2)),
             Self::Silu => x * sigmoid(x),
+            Self::Relu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
         }
     }
 
@@ -85,6 +95,13 @@ impl Pointwise {
                 let s = sigmoid(x);
                 s * (1.0 + x * (1.0 - s))
             }
+            Self::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }
@@ -94,6 +111,7 @@ impl CustomOp1 for Pointwise {
         match self {
             Self::Gelu => "petl-gelu",
             Self::Silu => "petl-silu",
+            Self::Relu => "petl-relu",
         }
     }
 
@@ -103,6 +121,7 @@ impl CustomOp1 for Pointwise {
         let out = crate::cpu::par_map(x, |x, o| match f {
             Self::Gelu => gelu_forward(x, o),
             Self::Silu => silu_forward(x, o),
+            Self::Relu => relu_forward(x, o),
         });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -138,6 +157,7 @@ impl CustomOp2 for PointwiseBackward {
         let out = match self.0 {
             Pointwise::Gelu => par_zip2(x, g, gelu_backward),
             Pointwise::Silu => par_zip2(x, g, silu_backward),
+            Pointwise::Relu => par_zip2(x, g, relu_backward),
         };
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -177,6 +197,18 @@ fn silu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
     backward_loop(Pointwise::Silu, x, g, out)
 }
 
+#[inline(always)]
+fn relu_forward_body(x: &[f32], out: &mut [f32]) {
+    forward_loop(Pointwise::Relu, x, out)
+}
+
+#[inline(always)]
+fn relu_backward_body(x: &[f32], g: &[f32], out: &mut [f32]) {
+    backward_loop(Pointwise::Relu, x, g, out)
+}
+
+simd_kernel!(fn relu_forward(x: &[f32], out: &mut [f32]) => relu_forward_body);
+simd_kernel!(fn relu_backward(x: &[f32], g: &[f32], out: &mut [f32]) => relu_backward_body);
 simd_kernel!(fn gelu_forward(x: &[f32], out: &mut [f32]) => gelu_forward_body);
 simd_kernel!(fn silu_forward(x: &[f32], out: &mut [f32]) => silu_forward_body);
 simd_kernel!(fn gelu_backward(x: &[f32], g: &[f32], out: &mut [f32]) => gelu_backward_body);

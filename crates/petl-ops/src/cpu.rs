@@ -23,6 +23,19 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> 
     }
 }
 
+/// Runs `f` on the contiguous f32 CPU data of `t` (an error naming `op` otherwise).
+pub(crate) fn with_f32<R>(
+    t: &candle_core::Tensor,
+    op: &'static str,
+    f: impl FnOnce(&[f32]) -> R,
+) -> Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else {
+        return Err(candle_core::Error::Msg(format!("{op}: a tensor off the CPU")));
+    };
+    Ok(f(f32_slice(s, l, op)?))
+}
+
 /// Rows of `d` elements per parallel task.
 pub(crate) fn rows_per_task(d: usize) -> usize {
     (MIN_TASK_ELEMS / d.max(1)).max(1)

@@ -97,6 +97,86 @@ pub(crate) fn rows_times(
     y
 }
 
+/// `gᵀ · x` for `g` `[rows, out]` and `x` `[rows, in]` row-major: a weight's gradient
+/// `[out, in]`, as a new vector.
+pub(crate) fn weight_grad(g: &[f32], x: &[f32], rows: usize, (out, inp): (usize, usize)) -> Vec<f32> {
+    assert_eq!(
+        g.len(),
+        rows * out,
+        "weight_grad: gradient of {} for {rows}×{out}",
+        g.len()
+    );
+    assert_eq!(
+        x.len(),
+        rows * inp,
+        "weight_grad: input of {} for {rows}×{inp}",
+        x.len()
+    );
+    let len = out * inp;
+    if rows == 0 {
+        return vec![0.0; len];
+    }
+    let mut dw: Vec<f32> = Vec::with_capacity(len);
+    if len > 0 {
+        // SAFETY: `g` and `x` hold rows·out and rows·in elements, addressed within bounds by
+        // these strides (gᵀ: element (o, r) at r·out + o); `dw` has capacity out·in, and the
+        // product writes each element without reading it.
+        unsafe {
+            gemm::gemm(
+                out,
+                inp,
+                rows,
+                dw.as_mut_ptr(),
+                1,
+                inp as isize,
+                false,
+                g.as_ptr(),
+                out as isize,
+                1,
+                x.as_ptr(),
+                1,
+                inp as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
+        }
+    }
+    // SAFETY: the product wrote all out·in elements.
+    unsafe { dw.set_len(len) };
+    dw
+}
+
+/// Column sums of `g` `[rows, out]`: a bias's gradient.
+pub(crate) fn column_sums(g: &[f32], out: usize) -> Vec<f32> {
+    if out == 0 {
+        return Vec::new();
+    }
+    let block = crate::cpu::rows_per_task(out) * out;
+    g.par_chunks(block)
+        .map(|rows| {
+            let mut acc = vec![0f32; out];
+            for row in rows.chunks_exact(out) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || vec![0f32; out],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +201,18 @@ mod tests {
                 let want: f32 = (0..out).map(|o| g[r * out + o] * w[o * inp + i]).sum();
                 assert!((dx[r * inp + i] - want).abs() < 1e-5);
             }
+        }
+        let dw = weight_grad(&g, &x, rows, (out, inp));
+        for o in 0..out {
+            for i in 0..inp {
+                let want: f32 = (0..rows).map(|r| g[r * out + o] * x[r * inp + i]).sum();
+                assert!((dw[o * inp + i] - want).abs() < 1e-5);
+            }
+        }
+        let db = column_sums(&g, out);
+        for o in 0..out {
+            let want: f32 = (0..rows).map(|r| g[r * out + o]).sum();
+            assert!((db[o] - want).abs() < 1e-5);
         }
     }
 }

@@ -1,7 +1,7 @@
 use crate::gemm::Weight;
 use crate::rows::{as_rows, as_vector, with_last};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 /// `x · Wᵀ + b` over the last dimension of `x`, PyTorch's `nn.Linear` convention.
 ///
@@ -31,6 +31,15 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     let last = out_dims.len() - 1;
     out_dims[last] = out_dim;
     if weight.track_op() {
+        let params: Vec<&Tensor> = std::iter::once(weight).chain(bias).collect();
+        if crate::norm::fused(x, &params) {
+            let x = x.contiguous()?;
+            let w = weight.contiguous()?;
+            return match bias {
+                Some(b) => x.apply_op3(&w, &as_vector(b, out_dim)?, TrainedLinear),
+                None => x.apply_op2(&w, TrainedLinear),
+            };
+        }
         let cast = |t: &Tensor| t.to_dtype(x.dtype());
         let b = bias.map(cast).transpose()?;
         return generic_linear(x, &cast(weight)?, b.as_ref(), rows, in_dim)?.reshape(out_dims);
@@ -328,5 +337,126 @@ impl CustomOp2 for FrozenWeight {
             None
         };
         Ok((self.grad_input(x, grad)?, db))
+    }
+}
+
+/// `x · Wᵀ (+ b)` with `W` (and `b`) trained, on contiguous f32 CPU tensors: the generic
+/// composition is a matmul, a transpose, a broadcast add and two reshapes, each a graph node
+/// whose input gradient candle accumulates through a zero-filled buffer; this is one node, and
+/// its backward computes `dX = g·W`, `dW = gᵀ·x` and `db = Σ g` (each only if needed) straight
+/// on `gemm`.
+struct TrainedLinear;
+
+impl TrainedLinear {
+    fn forward(
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "petl-trained-linear";
+        let xs = crate::cpu::f32_slice(x, xl, name)?;
+        let ws = crate::cpu::f32_slice(w, wl, name)?;
+        let (out, inp) = wl.shape().dims2()?;
+        let rows = xs.len() / inp.max(1);
+        let y = crate::gemm::rows_times(xs, rows, ws, (out, inp), Weight::Transposed, b);
+        Ok((CpuStorage::F32(y), with_last(xl.dims(), out)))
+    }
+
+    /// `(dX, dW, db)`, each computed only when its operand takes part in the graph.
+    fn backward(
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let name = "petl-trained-linear";
+        let grad = grad.contiguous()?;
+        let (out, inp) = w.dims2()?;
+        let rows = x.elem_count() / inp.max(1);
+        let dx = if x.track_op() {
+            let dx = crate::cpu::with_f32(&grad, name, |g| {
+                crate::cpu::with_f32(w, name, |ws| {
+                    crate::gemm::rows_times(g, rows, ws, (out, inp), Weight::AsStored, None)
+                })
+            })??;
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let dw = crate::cpu::with_f32(&grad, name, |g| {
+                crate::cpu::with_f32(x, name, |xs| crate::gemm::weight_grad(g, xs, rows, (out, inp)))
+            })??;
+            Some(Tensor::from_vec(dw, (out, inp), w.device())?)
+        } else {
+            None
+        };
+        let db = match b {
+            Some(b) if b.track_op() => {
+                let db = crate::cpu::with_f32(&grad, name, |g| crate::gemm::column_sums(g, out))?;
+                Some(Tensor::from_vec(db, out, b.device())?)
+            }
+            _ => None,
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+impl CustomOp2 for TrainedLinear {
+    fn name(&self) -> &'static str {
+        "petl-trained-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::forward(x, xl, w, wl, None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = Self::backward(x, w, None, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for TrainedLinear {
+    fn name(&self) -> &'static str {
+        "petl-trained-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let bs = crate::cpu::f32_slice(b, bl, CustomOp3::name(self))?;
+        Self::forward(x, xl, w, wl, Some(bs))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        Self::backward(x, w, Some(b), grad)
     }
 }

@@ -192,9 +192,9 @@ fn softmax_matches_reference_including_masked_positions() -> Result<()> {
 }
 
 #[test]
-fn gelu_and_silu_match_reference() -> Result<()> {
+fn gelu_silu_and_relu_match_reference() -> Result<()> {
     let x = (tensor(&[5, 300], 7, DType::F64)? * 2.0)?;
-    for act in [Activation::Gelu, Activation::Silu] {
+    for act in [Activation::Gelu, Activation::Silu, Activation::Relu] {
         let op = move |a: &[Tensor]| act.forward(&a[0]);
         check(act.hf_name(), &op, std::slice::from_ref(&x), &[true], 1e-6)?;
     }
@@ -230,7 +230,23 @@ fn frozen_linear_passes_only_the_input_and_bias_gradients() -> Result<()> {
         &[true, true, true],
         2e-6,
     )?;
+    // A trained weight with a frozen bias (diff pruning's w + δ on a frozen b), and a frozen
+    // input (the first layer's adapter under a frozen embedding).
+    check(
+        "trained weight, frozen bias",
+        &op,
+        &[x.clone(), w.clone(), b.clone()],
+        &[false, true, false],
+        2e-6,
+    )?;
     let op = |a: &[Tensor]| petl_ops::linear(&a[0], &a[1], None);
+    check(
+        "trained linear, no bias",
+        &op,
+        &[x.clone(), w.clone()],
+        &[true, true],
+        2e-6,
+    )?;
     check("frozen linear, no bias", &op, &[x, w], &[true, false], 2e-6)
 }
 
@@ -332,7 +348,7 @@ fn half_precision_frozen_linear_computes_in_f16_and_returns_f32_gradients() -> R
 
 #[test]
 fn low_rank_product_matches_reference_and_finite_differences() -> Result<()> {
-    let op = |a: &[Tensor]| petl_ops::low_rank(&a[0], &a[1], &a[2]);
+    let op = |a: &[Tensor]| petl_ops::low_rank(&a[0], &a[1], &a[2], 1.0, None);
     let inputs = [
         tensor(&[2, 5, 12], 19, DType::F64)?,
         (tensor(&[4, 12], 20, DType::F64)? * 0.3)?,
@@ -346,7 +362,17 @@ fn low_rank_product_matches_reference_and_finite_differences() -> Result<()> {
         &[false, true, true],
         2e-6,
     )?;
-    check("low_rank (B only)", &op, &inputs, &[true, false, true], 2e-6)
+    check("low_rank (B only)", &op, &inputs, &[true, false, true], 2e-6)?;
+    // Scaled, with dropout on the input (the mask is drawn once and shared by both paths).
+    let mask = petl_ops::DropoutRng::new(8).keep_mask(2 * 5 * 12, 0.25);
+    let op = move |a: &[Tensor]| petl_ops::low_rank(&a[0], &a[1], &a[2], 2.5, Some(&mask));
+    check(
+        "low_rank (scaled, dropout)",
+        &op,
+        &inputs,
+        &[true, true, true],
+        2e-6,
+    )
 }
 
 #[test]
