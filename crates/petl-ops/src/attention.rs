@@ -27,8 +27,10 @@ pub struct AttentionSpec<'a> {
 /// Per head: `dropout(softmax(q·kᵀ·scale + bias))·v`. On contiguous f32 CPU tensors this is one
 /// op: each (batch, head) pair is a task that computes its scores, softmax, dropout and value
 /// product in a cache-sized tile, reading the heads in place (no split or merge copies), and
-/// keeps only the probabilities for the backward pass, which computes `dq`, `dk` and `dv` in one
-/// pass per tile. The composed form is five graph nodes over `[batch, heads, queries, keys]`,
+/// keeps only each probability row's log normaliser. The backward pass recomputes a tile's
+/// probabilities from its logits (flash attention's trade: one small product per tile instead
+/// of keeping `[batch, heads, queries, keys]`) and computes `dq`, `dk` and `dv` in one pass per
+/// tile. The composed form is five graph nodes over `[batch, heads, queries, keys]`,
 /// each of which candle's backward accumulates through a zero-filled buffer. Elsewhere (other
 /// dtypes, devices, or a bias that trains) the same function is composed from candle ops.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -> Result<Tensor> {
@@ -77,8 +79,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -
         scale: spec.scale as f32,
         bias,
         dropout: spec.dropout.cloned(),
-        keep_probs: q.track_op() || k.track_op() || v.track_op(),
-        probs: OnceLock::new(),
+        log_norms: OnceLock::new(),
     };
     q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }
@@ -117,11 +118,10 @@ struct FusedAttention {
     /// `[batch, keys]`, contiguous.
     bias: Option<Tensor>,
     dropout: Option<KeepMask>,
-    /// Whether a backward pass may follow, so the probabilities are worth keeping.
-    keep_probs: bool,
-    /// `softmax(q·kᵀ·scale + bias)` `[batch, heads, queries, keys]`, before dropout, as the
-    /// forward pass computed them.
-    probs: OnceLock<Vec<f32>>,
+    /// Each probability row's log normaliser `log Σ exp(logits)` `[batch, heads, queries]`,
+    /// from the forward pass: the backward recomputes the probabilities from the logits with
+    /// it (one small product per tile) instead of keeping `[batch, heads, queries, keys]`.
+    log_norms: OnceLock<Vec<f32>>,
 }
 
 /// The sizes of one call.
@@ -166,6 +166,15 @@ impl FusedAttention {
     }
 }
 
+/// Batch row `n`'s key bias, or an empty slice without a bias.
+fn row_bias(bias: &[f32], n: usize, keys: usize) -> &[f32] {
+    if bias.is_empty() {
+        bias
+    } else {
+        &bias[n * keys..][..keys]
+    }
+}
+
 /// A matrix inside a buffer: element (i, j) at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy)]
 struct Mat {
@@ -179,6 +188,16 @@ impl Mat {
     fn rows(data: &[f32], offset: usize, row_stride: usize) -> Self {
         Self {
             ptr: data[offset..].as_ptr(),
+            rs: row_stride as isize,
+            cs: 1,
+        }
+    }
+
+    /// A scratch tile the product writes: row-major rows of `row_stride`, derived from a
+    /// mutable borrow so writes through it are allowed.
+    fn tile(data: &mut [f32], row_stride: usize) -> Self {
+        Self {
+            ptr: data.as_mut_ptr(),
             rs: row_stride as isize,
             cs: 1,
         }
@@ -253,10 +272,11 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: Mat, lhs: Mat, rhs: Mat, sca
     )
 }
 
-/// Adds the key bias to each row of scores and turns the rows into probabilities, in place.
+/// Adds the key bias to each row of logits and turns the rows into probabilities, in place,
+/// writing each row's log normaliser to `log_norms`.
 #[inline(always)]
-fn softmax_tile_body(tile: &mut [f32], bias: &[f32], keys: usize) {
-    for row in tile.chunks_exact_mut(keys) {
+fn softmax_tile_body(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &mut [f32]) {
+    for (row, log_norm) in tile.chunks_exact_mut(keys).zip(log_norms) {
         if !bias.is_empty() {
             for (s, &b) in row.iter_mut().zip(bias) {
                 *s += b;
@@ -266,14 +286,34 @@ fn softmax_tile_body(tile: &mut [f32], bias: &[f32], keys: usize) {
         for s in row.iter_mut() {
             *s = crate::cpu::exp(*s - max);
         }
-        let inv = 1.0 / lane_sum(row, |v| v);
+        let sum = lane_sum(row, |v| v);
+        let inv = 1.0 / sum;
         for s in row.iter_mut() {
             *s *= inv;
+        }
+        *log_norm = max + sum.ln();
+    }
+}
+
+simd_kernel!(fn softmax_tile(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &mut [f32]) => softmax_tile_body);
+
+/// The probabilities again from the logits: `exp(logit + bias − log_norm)` row by row, in place.
+#[inline(always)]
+fn probs_again_body(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &[f32]) {
+    for (row, &log_norm) in tile.chunks_exact_mut(keys).zip(log_norms) {
+        if bias.is_empty() {
+            for s in row.iter_mut() {
+                *s = crate::cpu::exp(*s - log_norm);
+            }
+        } else {
+            for (s, &b) in row.iter_mut().zip(bias) {
+                *s = crate::cpu::exp(*s + b - log_norm);
+            }
         }
     }
 }
 
-simd_kernel!(fn softmax_tile(tile: &mut [f32], bias: &[f32], keys: usize) => softmax_tile_body);
+simd_kernel!(fn probs_again(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &[f32]) => probs_again_body);
 
 /// `dp ← p ⊙ (dp − Σ_row dp·p) · scale`: the logits' gradient from the probabilities'.
 #[inline(always)]
@@ -324,40 +364,31 @@ impl CustomOp3 for FusedAttention {
         let bias = self.bias_values()?.unwrap_or_default();
         let w = d.width();
         let mut out = vec![0f32; d.batch * d.queries * w];
-        let mut probs = if self.keep_probs {
-            vec![0f32; d.batch * d.heads * d.tile()]
-        } else {
-            Vec::new()
-        };
+        let mut log_norms = vec![0f32; d.batch * d.heads * d.queries];
         let shared_out = SharedOut(out.as_mut_ptr());
-        let shared_probs = SharedOut(probs.as_mut_ptr());
-        let keep_probs = self.keep_probs;
+        let shared_norms = SharedOut(log_norms.as_mut_ptr());
         (0..d.batch * d.heads).into_par_iter().for_each_init(
             || (vec![0f32; d.tile()], vec![0f32; d.tile()]),
-            |(scratch, dropped), task| {
+            |(tile, dropped), task| {
                 let (n, h) = (task / d.heads, task % d.heads);
-                let tile: &mut [f32] = if keep_probs {
-                    // SAFETY: task `task` owns tile `task` of the probabilities.
-                    unsafe { shared_probs.slice_mut(task * d.tile(), d.tile()) }
-                } else {
-                    scratch
-                };
                 let qh = Mat::rows(q, n * d.queries * w + h * d.head_dim, w);
                 let kh = Mat::rows(k, n * d.keys * w + h * d.head_dim, w);
                 let vh = Mat::rows(v, n * d.keys * w + h * d.head_dim, w);
-                let tile_mat = Mat {
-                    ptr: tile.as_ptr(),
-                    rs: d.keys as isize,
-                    cs: 1,
-                };
                 // SAFETY: every view lies inside its buffer; `tile` is this task's alone.
-                unsafe { matmul(d.queries, d.keys, d.head_dim, tile_mat, qh, kh.t(), self.scale) };
-                let row_bias = if bias.is_empty() {
-                    &[][..]
-                } else {
-                    &bias[n * d.keys..][..d.keys]
+                unsafe {
+                    matmul(
+                        d.queries,
+                        d.keys,
+                        d.head_dim,
+                        Mat::tile(tile, d.keys),
+                        qh,
+                        kh.t(),
+                        self.scale,
+                    )
                 };
-                softmax_tile(tile, row_bias, d.keys);
+                // SAFETY: task `task` alone owns these rows of the normalisers.
+                let norms = unsafe { shared_norms.slice_mut(task * d.queries, d.queries) };
+                softmax_tile(tile, row_bias(&bias, n, d.keys), d.keys, norms);
                 let used: &[f32] = match &self.dropout {
                     Some(mask) => {
                         dropped.copy_from_slice(tile);
@@ -381,10 +412,8 @@ impl CustomOp3 for FusedAttention {
                 };
             },
         );
-        if keep_probs {
-            // A second forward of the same op value cannot happen: candle builds one per call.
-            let _ = self.probs.set(probs);
-        }
+        // A second forward of the same op value cannot happen: candle builds one per call.
+        let _ = self.log_norms.set(log_norms);
         Ok((CpuStorage::F32(out), ql.shape().clone()))
     }
 
@@ -396,11 +425,12 @@ impl CustomOp3 for FusedAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some(probs) = self.probs.get() else {
+        let Some(log_norms) = self.log_norms.get() else {
             return Err(candle_core::Error::Msg(
-                "attention: backward through a pass that kept no probabilities".into(),
+                "attention: backward before the forward pass".into(),
             ));
         };
+        let bias = self.bias_values()?.unwrap_or_default();
         let want = (q.track_op(), k.track_op(), v.track_op());
         let grad = grad.contiguous()?;
         let (qs, ql) = q.storage_and_layout();
@@ -438,10 +468,9 @@ impl CustomOp3 for FusedAttention {
             SharedOut(dv.as_mut_ptr()),
         );
         (0..d.batch * d.heads).into_par_iter().for_each_init(
-            || (vec![0f32; d.tile()], vec![0f32; d.tile()]),
-            |(dp, dropped), task| {
+            || (vec![0f32; d.tile()], vec![0f32; d.tile()], vec![0f32; d.tile()]),
+            |(p, dp, dropped), task| {
                 let (n, h) = (task / d.heads, task % d.heads);
-                let p = &probs[task * d.tile()..][..d.tile()];
                 let q_at = n * d.queries * w + h * d.head_dim;
                 let kv_at = n * d.keys * w + h * d.head_dim;
                 let (qh, kh, vh, gh) = (
@@ -450,14 +479,25 @@ impl CustomOp3 for FusedAttention {
                     Mat::rows(vv, kv_at, w),
                     Mat::rows(g, q_at, w),
                 );
-                let dp_mat = Mat {
-                    ptr: dp.as_ptr(),
-                    rs: d.keys as isize,
-                    cs: 1,
-                };
-                // The gradient of the dropped probabilities: g·vᵀ.
+                // The forward's probabilities, recomputed from the logits and normalisers.
                 // SAFETY (all products below): views lie inside their buffers, scratch tiles are
                 // this task's, and each output block (head `h` of batch `n`) is this task's alone.
+                unsafe {
+                    matmul(
+                        d.queries,
+                        d.keys,
+                        d.head_dim,
+                        Mat::tile(p, d.keys),
+                        qh,
+                        kh.t(),
+                        self.scale,
+                    )
+                };
+                let norms = &log_norms[task * d.queries..][..d.queries];
+                probs_again(p, row_bias(&bias, n, d.keys), d.keys, norms);
+                let p: &[f32] = p;
+                let dp_mat = Mat::tile(dp, d.keys);
+                // The gradient of the dropped probabilities: g·vᵀ.
                 unsafe { matmul(d.queries, d.keys, d.head_dim, dp_mat, gh, vh.t(), 1.0) };
                 let used: &[f32] = match &self.dropout {
                     Some(mask) => {

@@ -331,10 +331,16 @@ impl CustomOp2 for FrozenWeight {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let out = b.elem_count();
-        let db = if b.track_op() {
-            Some(grad.reshape((grad.elem_count() / out.max(1), out))?.sum(0)?)
-        } else {
+        let db = if !b.track_op() {
             None
+        } else if crate::norm::fused(grad, &[]) {
+            let grad = grad.contiguous()?;
+            let db = crate::cpu::with_f32(&grad, "petl-frozen-weight-linear", |g| {
+                crate::gemm::column_sums(g, out)
+            })?;
+            Some(Tensor::from_vec(db, out, b.device())?)
+        } else {
+            Some(grad.reshape((grad.elem_count() / out.max(1), out))?.sum(0)?)
         };
         Ok((self.grad_input(x, grad)?, db))
     }
