@@ -425,6 +425,15 @@ impl Hooks for Delta {
         !self.heads.is_empty()
     }
 
+    fn changes_linear(&self, layer: usize, proj: Proj) -> bool {
+        // Replaced parameters (full fine-tuning, BitFit, diffs) are not indexed by projection:
+        // any of them counts.
+        !self.params.is_empty()
+            || self.diff.is_some()
+            || self.inputs.contains_key(&(layer, proj))
+            || self.linears.contains_key(&(layer, proj))
+    }
+
     fn heads(
         &self,
         layer: usize,

@@ -190,14 +190,15 @@ fn a_config_that_does_not_fit_the_model_is_refused() {
     assert!(built.store.iter().any(|(n, _)| n.contains("layer1")));
 }
 
-/// Identity hooks that claim to change the attention heads, so the model takes its composed
-/// attention (per-head tensors materialised) instead of the fused op.
-struct ComposedAttention;
+/// Identity hooks that claim to change the attention heads and every projection (the trait's
+/// defaults), so the model takes its composed attention and feed-forward network instead of
+/// the fused ops.
+struct Composed;
 
-impl petl_models::Hooks for ComposedAttention {}
+impl petl_models::Hooks for Composed {}
 
 #[test]
-fn fused_attention_gives_the_composed_path_s_loss_and_gradients_in_training() {
+fn fused_attention_and_feed_forward_give_the_composed_loss_and_gradients_in_training() {
     let model = tiny();
     let input = batch();
     let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
@@ -207,7 +208,7 @@ fn fused_attention_gives_the_composed_path_s_loss_and_gradients_in_training() {
             d.init = InitScheme::Bert;
         }
         let built = build(&model, &method, 3);
-        let composed = petl_models::Chain(&built.delta, &ComposedAttention);
+        let composed = petl_models::Chain(&built.delta, &Composed);
         // Dropout on (probabilities included), from the same point of the same stream.
         let run = |hooks: &dyn petl_models::Hooks| {
             let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::for_step(5, 1));

@@ -144,6 +144,15 @@ impl BaseLinear {
         hooks.base_linear(self.weight.name(), x, y, ctx)
     }
 
+    /// The frozen weight and bias, for fused ops that run where no hook acts
+    /// ([`Hooks::changes_linear`]).
+    pub(crate) fn base(&self) -> petl_ops::Projection<'_> {
+        petl_ops::Projection {
+            weight: &self.weight.tensor,
+            bias: self.bias.as_ref().map(|b| &b.tensor),
+        }
+    }
+
     /// The projection `proj` of block `layer`: the linear, then the [`Hooks::linear`] point, so
     /// no projection can skip its hook.
     pub(crate) fn project(

@@ -265,6 +265,16 @@ pub trait Hooks {
         Ok(input)
     }
 
+    /// Whether any hook acts on projection `proj` of `layer`: [`Hooks::linear_input`],
+    /// [`Hooks::base_linear`] or [`Hooks::linear`] there, or [`Hooks::param`] replacing its
+    /// weight or bias. Where none does, models may run the frozen projections of a sub-layer as
+    /// one fused op (the feed-forward network). The default, `true`, keeps any implementation
+    /// correct; implementations that know better say so.
+    fn changes_linear(&self, layer: usize, proj: Proj) -> bool {
+        let _ = (layer, proj);
+        true
+    }
+
     /// Modifies the output of projection `proj` given its input (LoRA, IA³).
     fn linear(
         &self,
@@ -335,6 +345,10 @@ pub struct NoHooks;
 
 impl Hooks for NoHooks {
     fn changes_heads(&self, _layer: usize, _sublayer: Sublayer) -> bool {
+        false
+    }
+
+    fn changes_linear(&self, _layer: usize, _proj: Proj) -> bool {
         false
     }
 }

@@ -381,6 +381,10 @@ impl Hooks for Chain<'_> {
         self.0.changes_heads(layer, sublayer) || self.1.changes_heads(layer, sublayer)
     }
 
+    fn changes_linear(&self, layer: usize, proj: Proj) -> bool {
+        self.0.changes_linear(layer, proj) || self.1.changes_linear(layer, proj)
+    }
+
     fn heads(
         &self,
         layer: usize,

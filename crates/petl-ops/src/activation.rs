@@ -17,6 +17,16 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The fused kernel of this activation, if petl has one.
+    pub(crate) fn pointwise(self) -> Option<Pointwise> {
+        match self {
+            Self::Gelu => Some(Pointwise::Gelu),
+            Self::Silu => Some(Pointwise::Silu),
+            Self::Relu => Some(Pointwise::Relu),
+            Self::GeluTanh | Self::Tanh => None,
+        }
+    }
+
     /// Parses a Hugging Face `hidden_act` string; `None` for names petl does not implement.
     pub fn from_hf_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -58,7 +68,7 @@ impl Activation {
 
 /// Activations petl runs as fused CPU kernels with their derivative written out.
 #[derive(Debug, Clone, Copy)]
-enum Pointwise {
+pub(crate) enum Pointwise {
     /// `x·Φ(x)`; derivative `Φ(x) + x·φ(x)`.
     Gelu,
     /// `x·σ(x)`; derivative `σ(x)·(1 + x·(1 − σ(x)))`.
@@ -102,6 +112,26 @@ impl Pointwise {
                     0.0
                 }
             }
+        }
+    }
+}
+
+impl Pointwise {
+    /// `out = f(x)` over a slice, on the widest vector unit the CPU has.
+    pub(crate) fn forward_into(self, x: &[f32], out: &mut [f32]) {
+        match self {
+            Self::Gelu => gelu_forward(x, out),
+            Self::Silu => silu_forward(x, out),
+            Self::Relu => relu_forward(x, out),
+        }
+    }
+
+    /// `out = g · f'(x)` over slices.
+    pub(crate) fn backward_into(self, x: &[f32], g: &[f32], out: &mut [f32]) {
+        match self {
+            Self::Gelu => gelu_backward(x, g, out),
+            Self::Silu => silu_backward(x, g, out),
+            Self::Relu => relu_backward(x, g, out),
         }
     }
 }

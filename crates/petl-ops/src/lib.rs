@@ -24,6 +24,7 @@
 //! | [`scale_add_mask`] | attention logits `x·scale + mask` (padding or causal mask) |
 //! | [`rotary_heads`] | rotary position embedding, fused with the split into heads |
 //! | [`split_heads`], [`merge_heads`] | `[b, s, h·d]` ↔ `[b, h, s, d]` in one pass each way |
+//! | [`feed_forward`] | a frozen FFN `act(x·W₁ᵀ + b₁)·W₂ᵀ + b₂` as one op |
 //! | [`swiglu`] | SwiGLU's `silu(gate) ⊙ up` |
 //! | [`Activation`] | GELU (erf and tanh forms), ReLU, SiLU, tanh |
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
@@ -48,6 +49,7 @@ mod alloc;
 mod attention;
 mod cpu;
 mod dropout;
+mod feed_forward;
 mod gemm;
 mod heads;
 mod linear;
@@ -65,6 +67,7 @@ pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
 pub use attention::{attention, AttentionSpec};
 pub use dropout::{Dropout, DropoutRng, KeepMask};
+pub use feed_forward::{feed_forward, Projection};
 pub use heads::{merge_heads, split_heads};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};

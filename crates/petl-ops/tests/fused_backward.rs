@@ -587,3 +587,49 @@ fn attention_names_mismatched_shapes() -> Result<()> {
     assert!(err.contains("bias"), "{err}");
     Ok(())
 }
+
+#[test]
+fn fused_feed_forward_matches_the_composed_form() -> Result<()> {
+    // [2, 5, 12] → 20 inner → 7, every weight frozen; the f64 run composes linear + act.
+    let inputs = [
+        tensor(&[2, 5, 12], 50, DType::F64)?,
+        (tensor(&[20, 12], 51, DType::F64)? * 0.3)?,
+        tensor(&[20], 52, DType::F64)?,
+        (tensor(&[7, 20], 53, DType::F64)? * 0.3)?,
+        tensor(&[7], 54, DType::F64)?,
+    ];
+    for act in [
+        Activation::Gelu,
+        Activation::Relu,
+        Activation::Silu,
+        Activation::GeluTanh,
+    ] {
+        let op = move |a: &[Tensor]| {
+            let up = petl_ops::Projection {
+                weight: &a[1],
+                bias: Some(&a[2]),
+            };
+            let down = petl_ops::Projection {
+                weight: &a[3],
+                bias: Some(&a[4]),
+            };
+            petl_ops::feed_forward(&a[0], up, act, down)
+        };
+        check(
+            act.hf_name(),
+            &op,
+            &inputs,
+            &[true, false, false, false, false],
+            1e-5,
+        )?;
+        // Trained weights take the composed path and get their gradients.
+        check(
+            act.hf_name(),
+            &op,
+            &inputs,
+            &[true, true, false, true, true],
+            1e-5,
+        )?;
+    }
+    Ok(())
+}

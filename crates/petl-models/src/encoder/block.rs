@@ -51,9 +51,13 @@ impl Block {
         let a = self.attention_norm.forward(&(x + h)?, hooks, ctx)?;
 
         let a = hooks.input(layer, Sublayer::Ffn, a, ctx)?;
-        let up = self.ffn_up.project(layer, Proj::FfnUp, &a, hooks, ctx)?;
-        let act = self.activation.forward(&up)?;
-        let down = self.ffn_down.project(layer, Proj::FfnDown, &act, hooks, ctx)?;
+        let down = if hooks.changes_linear(layer, Proj::FfnUp) || hooks.changes_linear(layer, Proj::FfnDown) {
+            let up = self.ffn_up.project(layer, Proj::FfnUp, &a, hooks, ctx)?;
+            let act = self.activation.forward(&up)?;
+            self.ffn_down.project(layer, Proj::FfnDown, &act, hooks, ctx)?
+        } else {
+            petl_ops::feed_forward(&a, self.ffn_up.base(), self.activation, self.ffn_down.base())?
+        };
         let f = ctx.dropout(&self.dropout, &down)?;
         let f = hooks.output(layer, Sublayer::Ffn, &a, f, ctx)?;
         self.ffn_norm.forward(&(a + f)?, hooks, ctx)
