@@ -76,6 +76,21 @@ fn main() -> Result<()> {
     let gelu = petl_ops::Activation::Gelu;
     time("gelu [2048,1536] fwd", reps, || gelu.forward(&wide).map(|_| ()))?;
     time("gelu [2048,1536] fwd+bwd", reps, || fb(gelu.forward(&wide)?))?;
+    let up = petl_ops::Projection {
+        weight: &w_up,
+        bias: Some(&bias_m),
+    };
+    let down = petl_ops::Projection {
+        weight: &w_down,
+        bias: Some(&bias_d),
+    };
+    time("FFN 384->1536->384, composed, fwd+bwd", reps, || {
+        let h = gelu.forward(&petl_ops::linear(&x, &w_up, Some(&bias_m))?)?;
+        fb(petl_ops::linear(&h, &w_down, Some(&bias_d))?)
+    })?;
+    time("FFN 384->1536->384, fused, fwd+bwd", reps, || {
+        fb(petl_ops::feed_forward(&x, up, gelu, down)?)
+    })?;
     time("layer_norm [2048,384] fwd", reps, || {
         petl_ops::layer_norm(&x, &gamma, &bias_d, 1e-12).map(|_| ())
     })?;
