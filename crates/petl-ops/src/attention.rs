@@ -1,6 +1,6 @@
 use crate::cpu::{f32_slice, simd_kernel};
 use crate::dropout::KeepMask;
-use crate::norm::lane_sum;
+use crate::norm::{lane_dot, lane_sum};
 use crate::softmax::lane_max;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -143,6 +143,18 @@ impl Dims {
     fn tile(&self) -> usize {
         self.queries * self.keys
     }
+
+    /// Where task `task`'s head starts in the `[batch, queries, width]` buffers.
+    fn query_at(&self, task: usize) -> usize {
+        let (n, h) = (task / self.heads, task % self.heads);
+        n * self.queries * self.width() + h * self.head_dim
+    }
+
+    /// Where task `task`'s head starts in the `[batch, keys, width]` buffers.
+    fn key_at(&self, task: usize) -> usize {
+        let (n, h) = (task / self.heads, task % self.heads);
+        n * self.keys * self.width() + h * self.head_dim
+    }
 }
 
 impl FusedAttention {
@@ -156,6 +168,24 @@ impl FusedAttention {
             keys,
             head_dim: width / self.heads,
         })
+    }
+
+    /// Task `task`'s scaled logits `scale · q_h·k_hᵀ`, into `tile`.
+    fn logits(&self, d: &Dims, q: &[f32], k: &[f32], task: usize, tile: &mut [f32]) {
+        let qh = Mat::rows(q, d.query_at(task), d.width());
+        let kh = Mat::rows(k, d.key_at(task), d.width());
+        // SAFETY: both views lie inside their buffers and `tile` holds queries·keys elements.
+        unsafe {
+            matmul(
+                d.queries,
+                d.keys,
+                d.head_dim,
+                Mat::tile(tile, d.keys),
+                qh,
+                kh.t(),
+                self.scale,
+            )
+        };
     }
 
     fn bias_values(&self) -> Result<Option<Vec<f32>>> {
@@ -319,20 +349,7 @@ simd_kernel!(fn probs_again(tile: &mut [f32], bias: &[f32], keys: usize, log_nor
 #[inline(always)]
 fn softmax_grad_tile_body(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) {
     for (g, y) in dp.chunks_exact_mut(keys).zip(p.chunks_exact(keys)) {
-        let mut acc = [0f32; 8];
-        let (gc, yc) = (g.chunks_exact(8), y.chunks_exact(8));
-        let tail: f32 = gc
-            .remainder()
-            .iter()
-            .zip(yc.remainder())
-            .map(|(a, b)| a * b)
-            .sum();
-        for (a, b) in gc.zip(yc) {
-            for l in 0..8 {
-                acc[l] += a[l] * b[l];
-            }
-        }
-        let dot = acc.iter().sum::<f32>() + tail;
+        let dot = lane_dot(g, y);
         for (g, &y) in g.iter_mut().zip(y) {
             *g = y * (*g - dot) * scale;
         }
@@ -370,22 +387,8 @@ impl CustomOp3 for FusedAttention {
         (0..d.batch * d.heads).into_par_iter().for_each_init(
             || (vec![0f32; d.tile()], vec![0f32; d.tile()]),
             |(tile, dropped), task| {
-                let (n, h) = (task / d.heads, task % d.heads);
-                let qh = Mat::rows(q, n * d.queries * w + h * d.head_dim, w);
-                let kh = Mat::rows(k, n * d.keys * w + h * d.head_dim, w);
-                let vh = Mat::rows(v, n * d.keys * w + h * d.head_dim, w);
-                // SAFETY: every view lies inside its buffer; `tile` is this task's alone.
-                unsafe {
-                    matmul(
-                        d.queries,
-                        d.keys,
-                        d.head_dim,
-                        Mat::tile(tile, d.keys),
-                        qh,
-                        kh.t(),
-                        self.scale,
-                    )
-                };
+                let n = task / d.heads;
+                self.logits(&d, q, k, task, tile);
                 // SAFETY: task `task` alone owns these rows of the normalisers.
                 let norms = unsafe { shared_norms.slice_mut(task * d.queries, d.queries) };
                 softmax_tile(tile, row_bias(&bias, n, d.keys), d.keys, norms);
@@ -397,8 +400,10 @@ impl CustomOp3 for FusedAttention {
                     }
                     None => tile,
                 };
-                let dst = shared_out.rows(n * d.queries * w + h * d.head_dim, w);
-                // SAFETY: this task alone writes head `h`'s columns of batch `n`'s rows.
+                let vh = Mat::rows(v, d.key_at(task), w);
+                let dst = shared_out.rows(d.query_at(task), w);
+                // SAFETY: the views lie inside their buffers, and this task alone writes its
+                // head's columns of its batch entry's rows.
                 unsafe {
                     matmul(
                         d.queries,
@@ -470,9 +475,8 @@ impl CustomOp3 for FusedAttention {
         (0..d.batch * d.heads).into_par_iter().for_each_init(
             || (vec![0f32; d.tile()], vec![0f32; d.tile()], vec![0f32; d.tile()]),
             |(p, dp, dropped), task| {
-                let (n, h) = (task / d.heads, task % d.heads);
-                let q_at = n * d.queries * w + h * d.head_dim;
-                let kv_at = n * d.keys * w + h * d.head_dim;
+                let n = task / d.heads;
+                let (q_at, kv_at) = (d.query_at(task), d.key_at(task));
                 let (qh, kh, vh, gh) = (
                     Mat::rows(qv, q_at, w),
                     Mat::rows(kv, kv_at, w),
@@ -480,24 +484,14 @@ impl CustomOp3 for FusedAttention {
                     Mat::rows(g, q_at, w),
                 );
                 // The forward's probabilities, recomputed from the logits and normalisers.
-                // SAFETY (all products below): views lie inside their buffers, scratch tiles are
-                // this task's, and each output block (head `h` of batch `n`) is this task's alone.
-                unsafe {
-                    matmul(
-                        d.queries,
-                        d.keys,
-                        d.head_dim,
-                        Mat::tile(p, d.keys),
-                        qh,
-                        kh.t(),
-                        self.scale,
-                    )
-                };
+                self.logits(&d, qv, kv, task, p);
                 let norms = &log_norms[task * d.queries..][..d.queries];
                 probs_again(p, row_bias(&bias, n, d.keys), d.keys, norms);
                 let p: &[f32] = p;
                 let dp_mat = Mat::tile(dp, d.keys);
                 // The gradient of the dropped probabilities: g·vᵀ.
+                // SAFETY (all products below): views lie inside their buffers, scratch tiles are
+                // this task's, and each output block (its head of its batch entry) is its alone.
                 unsafe { matmul(d.queries, d.keys, d.head_dim, dp_mat, gh, vh.t(), 1.0) };
                 let used: &[f32] = match &self.dropout {
                     Some(mask) => {

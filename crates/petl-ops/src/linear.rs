@@ -381,31 +381,28 @@ impl TrainedLinear {
         let grad = grad.contiguous()?;
         let (out, inp) = w.dims2()?;
         let rows = x.elem_count() / inp.max(1);
-        let dx = if x.track_op() {
-            let dx = crate::cpu::with_f32(&grad, name, |g| {
+        let wants_db = b.is_some_and(|b| b.track_op());
+        let (dx, dw, db) = crate::cpu::with_f32(&grad, name, |g| {
+            crate::cpu::with_f32(x, name, |xs| {
                 crate::cpu::with_f32(w, name, |ws| {
-                    crate::gemm::rows_times(g, rows, ws, (out, inp), Weight::AsStored, None)
+                    let dx = x
+                        .track_op()
+                        .then(|| crate::gemm::rows_times(g, rows, ws, (out, inp), Weight::AsStored, None));
+                    let dw = w
+                        .track_op()
+                        .then(|| crate::gemm::weight_grad(g, xs, rows, (out, inp)));
+                    let db = wants_db.then(|| crate::gemm::column_sums(g, out));
+                    (dx, dw, db)
                 })
-            })??;
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let dw = crate::cpu::with_f32(&grad, name, |g| {
-                crate::cpu::with_f32(x, name, |xs| crate::gemm::weight_grad(g, xs, rows, (out, inp)))
-            })??;
-            Some(Tensor::from_vec(dw, (out, inp), w.device())?)
-        } else {
-            None
-        };
-        let db = match b {
-            Some(b) if b.track_op() => {
-                let db = crate::cpu::with_f32(&grad, name, |g| crate::gemm::column_sums(g, out))?;
-                Some(Tensor::from_vec(db, out, b.device())?)
-            }
-            _ => None,
-        };
+            })
+        })???;
+        let dx = dx
+            .map(|v| Tensor::from_vec(v, x.shape(), x.device()))
+            .transpose()?;
+        let dw = dw
+            .map(|v| Tensor::from_vec(v, (out, inp), w.device()))
+            .transpose()?;
+        let db = db.map(|v| Tensor::from_vec(v, out, w.device())).transpose()?;
         Ok((dx, dw, db))
     }
 }

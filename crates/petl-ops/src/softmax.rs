@@ -104,20 +104,7 @@ fn softmax_grad_rows_body(ys: &[f32], gs: &[f32], os: &mut [f32], d: usize) {
         .zip(ys.chunks_exact(d))
         .zip(gs.chunks_exact(d))
     {
-        let mut acc = [0f32; 8];
-        let (yc, gc) = (yr.chunks_exact(8), gr.chunks_exact(8));
-        let tail: f32 = yc
-            .remainder()
-            .iter()
-            .zip(gc.remainder())
-            .map(|(a, b)| a * b)
-            .sum();
-        for (a, b) in yc.zip(gc) {
-            for k in 0..8 {
-                acc[k] += a[k] * b[k];
-            }
-        }
-        let dot = acc.iter().sum::<f32>() + tail;
+        let dot = crate::norm::lane_dot(yr, gr);
         for j in 0..d {
             or[j] = yr[j] * (gr[j] - dot);
         }
