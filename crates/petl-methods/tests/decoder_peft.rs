@@ -298,6 +298,47 @@ fn every_preset_trains_and_decodes_on_the_decoder() {
             "{}: {closed} of {gated} gated diffs got no gradient",
             p.name
         );
+        // The fused attention gives the composed path's loss and gradients in training, dropout
+        // on: identity hooks that claim every hook point (the trait's defaults) force the
+        // composed path.
+        struct Composed;
+        impl petl_models::Hooks for Composed {}
+        let train_loss = |hooks: &dyn petl_models::Hooks| {
+            let mut ctx = ForwardCtx::train(petl_ops::DropoutRng::for_step(5, 1));
+            let out = m.forward(&batch, hooks, &mut ctx).unwrap();
+            let picked = m.logits_at(&out.hidden, &at, hooks, &mut ctx).unwrap();
+            let labels = Tensor::new(&[3u32, 9, 77], &Device::Cpu).unwrap();
+            let loss = petl_ops::cross_entropy(&picked, &labels).unwrap();
+            (loss.to_scalar::<f32>().unwrap(), loss.backward().unwrap())
+        };
+        let (fused_loss, fused) = train_loss(&delta);
+        let (composed_loss, composed) = train_loss(&petl_models::Chain(&delta, &Composed));
+        assert!(
+            (fused_loss - composed_loss).abs() < 1e-5,
+            "{}: loss {fused_loss} fused vs {composed_loss} composed",
+            p.name
+        );
+        for (name, var) in store.iter() {
+            if let (Some(a), Some(b)) = (fused.get(var), composed.get(var)) {
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1e-3);
+                let d = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(d / scale < 1e-4, "{}: gradient of {name} differs by {d}", p.name);
+            }
+        }
         // Prefill + two steps against the full forward over the same tokens.
         let (mut cache, _) = m.prefill(&batch, &delta, &mut ctx).unwrap();
         m.step(&mut cache, &[40, 41], &delta, &mut ctx).unwrap();

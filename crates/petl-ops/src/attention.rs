@@ -6,15 +6,17 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor}
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
-/// What [`attention`] computes besides the three projections.
+/// What [`attention`] and [`attention_heads`] compute besides the three projections.
 #[derive(Debug, Clone)]
 pub struct AttentionSpec<'a> {
-    /// Heads the projections' last dimension is split into.
+    /// Query heads. Keys and values may have fewer heads that groups of query heads share
+    /// (grouped-query attention; head-major inputs only).
     pub heads: usize,
     /// The logits' factor, usually `1/√head_dim`.
     pub scale: f64,
-    /// An additive bias per key, `[batch, keys]` or `[batch, 1, 1, keys]` (a padding mask,
-    /// prefix positions included); `None` attends everywhere.
+    /// An additive bias: per key, `[batch, keys]` or `[batch, 1, 1, keys]` (a padding mask,
+    /// prefix positions included), or per query row, `[batch or 1, 1, queries, keys]` (a
+    /// causal mask); `None` attends everywhere.
     pub bias: Option<&'a Tensor>,
     /// Dropout on the attention probabilities: a mask over `[batch, heads, queries, keys]`.
     pub dropout: Option<&'a KeepMask>,
@@ -25,14 +27,15 @@ pub struct AttentionSpec<'a> {
 /// prefix rows), returning the heads' outputs `[batch, queries, heads·d]`, ready for W_o.
 ///
 /// Per head: `dropout(softmax(q·kᵀ·scale + bias))·v`. On contiguous f32 CPU tensors this is one
-/// op: each (batch, head) pair is a task that computes its scores, softmax, dropout and value
-/// product in a cache-sized tile, reading the heads in place (no split or merge copies), and
-/// keeps only each probability row's log normaliser. The backward pass recomputes a tile's
-/// probabilities from its logits (flash attention's trade: one small product per tile instead
-/// of keeping `[batch, heads, queries, keys]`) and computes `dq`, `dk` and `dv` in one pass per
-/// tile. The composed form is five graph nodes over `[batch, heads, queries, keys]`,
-/// each of which candle's backward accumulates through a zero-filled buffer. Elsewhere (other
-/// dtypes, devices, or a bias that trains) the same function is composed from candle ops.
+/// op: each (batch, key head) pair is a task that computes its query heads' scores, softmax,
+/// dropout and value product in a cache-sized tile, reading the heads in place (no split or
+/// merge copies), and keeps only each probability row's log normaliser. The backward pass
+/// recomputes a tile's probabilities from its logits (flash attention's trade: one small
+/// product per tile instead of keeping `[batch, heads, queries, keys]`) and computes `dq`, `dk`
+/// and `dv` in one pass per tile. The composed form is five graph nodes over
+/// `[batch, heads, queries, keys]`, each of which candle's backward accumulates through a
+/// zero-filled buffer. Elsewhere (other dtypes, devices, or a bias that trains) the same
+/// function is composed from candle ops.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -> Result<Tensor> {
     let (batch, queries, width) = q.dims3()?;
     let (kb, keys, kw) = k.dims3()?;
@@ -45,20 +48,79 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -
             spec.heads
         )));
     }
+    let head_dim = width / spec.heads;
+    let geometry = Geometry {
+        batch,
+        heads: spec.heads,
+        kv_heads: spec.heads,
+        queries,
+        keys,
+        head_dim,
+        q: Strides {
+            batch: queries * width,
+            head: head_dim,
+            row: width,
+        },
+        kv: Strides {
+            batch: keys * width,
+            head: head_dim,
+            row: width,
+        },
+    };
+    run(q, k, v, spec, geometry)
+}
+
+/// [`attention`] over head-major inputs: `q` `[batch, heads, queries, d]` (as rotary position
+/// embeddings leave them), `k` and `v` `[batch, kv_heads, keys, d]` with `kv_heads` dividing
+/// `heads` (grouped-query attention: query head `h` reads key head `h / (heads / kv_heads)`),
+/// returning `[batch, queries, heads·d]`.
+pub fn attention_heads(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -> Result<Tensor> {
+    let (batch, heads, queries, head_dim) = q.dims4()?;
+    let (kb, kv_heads, keys, kd) = k.dims4()?;
+    if heads != spec.heads
+        || kv_heads == 0
+        || heads % kv_heads != 0
+        || (kb, kd) != (batch, head_dim)
+        || v.dims() != k.dims()
+    {
+        return Err(candle_core::Error::Msg(format!(
+            "attention: queries {:?}, keys {:?}, values {:?} do not make {} heads",
+            q.dims(),
+            k.dims(),
+            v.dims(),
+            spec.heads
+        )));
+    }
+    let geometry = Geometry {
+        batch,
+        heads,
+        kv_heads,
+        queries,
+        keys,
+        head_dim,
+        q: Strides {
+            batch: heads * queries * head_dim,
+            head: queries * head_dim,
+            row: head_dim,
+        },
+        kv: Strides {
+            batch: kv_heads * keys * head_dim,
+            head: keys * head_dim,
+            row: head_dim,
+        },
+    };
+    run(q, k, v, spec, geometry)
+}
+
+/// Checks the bias and dropout mask against the geometry, then runs the fused op or the
+/// composed form.
+fn run(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>, g: Geometry) -> Result<Tensor> {
     let bias = match spec.bias {
-        Some(b) if b.elem_count() == batch * keys && matches!(b.dims().last(), Some(&t) if t == keys) => {
-            Some(b.reshape((batch, keys))?)
-        }
-        Some(b) => {
-            return Err(candle_core::Error::Msg(format!(
-                "attention: a bias {:?} for {batch} rows of {keys} keys",
-                b.dims()
-            )))
-        }
         None => None,
+        Some(b) => Some(Bias::of(b, &g)?),
     };
     if let Some(mask) = spec.dropout {
-        let want = batch * spec.heads * queries * keys;
+        let want = g.batch * g.heads * g.queries * g.keys;
         if mask.len() != want {
             return Err(candle_core::Error::Msg(format!(
                 "attention: a dropout mask of {} elements for {want} probabilities",
@@ -66,16 +128,15 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -
             )));
         }
     }
-    let consts: Vec<&Tensor> = bias.iter().collect();
+    let consts: Vec<&Tensor> = bias.iter().map(|b| &b.values).collect();
     let fusable = crate::norm::fused(q, &[k, v])
         && crate::norm::fused(q, &consts)
-        && !bias.as_ref().is_some_and(|b| b.track_op());
+        && !consts.iter().any(|b| b.track_op());
     if !fusable {
-        return composed(q, k, v, spec, bias.as_ref());
+        return composed(q, k, v, spec, &g);
     }
-    let bias = bias.map(|b| b.contiguous()).transpose()?;
     let op = FusedAttention {
-        heads: spec.heads,
+        geometry: g,
         scale: spec.scale as f32,
         bias,
         dropout: spec.dropout.cloned(),
@@ -85,23 +146,30 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -
 }
 
 /// The same function from candle's differentiable ops.
-fn composed(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    spec: &AttentionSpec<'_>,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    let (batch, _, _) = q.dims3()?;
-    let keys = k.dim(1)?;
-    let (q, k, v) = (
-        crate::split_heads(q, spec.heads)?,
-        crate::split_heads(k, spec.heads)?,
-        crate::split_heads(v, spec.heads)?,
-    );
+fn composed(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>, g: &Geometry) -> Result<Tensor> {
+    let (q, k, v) = if g.q.row == g.head_dim {
+        (q.clone(), k.clone(), v.clone())
+    } else {
+        (
+            crate::split_heads(q, g.heads)?,
+            crate::split_heads(k, g.kv_heads)?,
+            crate::split_heads(v, g.kv_heads)?,
+        )
+    };
+    // Grouped-query heads stacked along the rows, `[batch, kv_heads, group·queries, d]`: the
+    // per-query mask's rows cycle through the queries (see `scale_add_mask`).
+    let group = g.heads / g.kv_heads;
+    let q = q.reshape((g.batch, g.kv_heads, group * g.queries, g.head_dim))?;
     let logits = q.matmul(&k.t()?)?;
-    let scores = match bias {
-        Some(b) => crate::scale_add_mask(&logits, spec.scale, &b.reshape((batch, 1, 1, keys))?)?,
+    let scores = match spec.bias {
+        Some(b) => {
+            let b = if b.rank() == 2 {
+                b.reshape((g.batch, 1, 1, g.keys))?
+            } else {
+                b.clone()
+            };
+            crate::scale_add_mask(&logits, spec.scale, &b)?
+        }
         None => (logits * spec.scale)?,
     };
     let probs = crate::softmax_last_dim(&scores)?;
@@ -109,14 +177,53 @@ fn composed(
         Some(mask) => mask.apply(&probs)?,
         None => probs,
     };
-    crate::merge_heads(&probs.matmul(&v)?)
+    let heads = probs
+        .matmul(&v)?
+        .reshape((g.batch, g.heads, g.queries, g.head_dim))?;
+    crate::merge_heads(&heads)
+}
+
+/// An additive attention bias as the fused op reads it.
+#[derive(Debug, Clone)]
+struct Bias {
+    /// Contiguous values.
+    values: Tensor,
+    /// Elements between the bias rows of consecutive queries: 0 (one row per batch entry,
+    /// shared by its queries) or `keys`.
+    query_stride: usize,
+    /// Elements between consecutive batch entries' rows: 0 (shared by the batch) or more.
+    batch_stride: usize,
+}
+
+impl Bias {
+    fn of(b: &Tensor, g: &Geometry) -> Result<Self> {
+        let dims = b.dims();
+        let (t, s, n) = (g.keys, g.queries, g.batch);
+        let strides = match *dims {
+            [bn, bt] if (bn, bt) == (n, t) => Some((0, t)),
+            [bn, 1, 1, bt] if (bn, bt) == (n, t) => Some((0, t)),
+            [bn, 1, bs, bt] if (bn == n || bn == 1) && (bs, bt) == (s, t) => {
+                Some((t, if bn == 1 { 0 } else { s * t }))
+            }
+            _ => None,
+        };
+        let Some((query_stride, batch_stride)) = strides else {
+            return Err(candle_core::Error::Msg(format!(
+                "attention: a bias {dims:?} for {n} rows of {s} queries and {t} keys"
+            )));
+        };
+        Ok(Self {
+            values: b.contiguous()?,
+            query_stride,
+            batch_stride,
+        })
+    }
 }
 
 struct FusedAttention {
-    heads: usize,
+    geometry: Geometry,
     scale: f32,
-    /// `[batch, keys]`, contiguous.
-    bias: Option<Tensor>,
+    bias: Option<Bias>,
     dropout: Option<KeepMask>,
     /// Each probability row's log normaliser `log Σ exp(logits)` `[batch, heads, queries]`,
     /// from the forward pass: the backward recomputes the probabilities from the logits with
@@ -124,84 +231,104 @@ struct FusedAttention {
     log_norms: OnceLock<Vec<f32>>,
 }
 
-/// The sizes of one call.
+/// Element strides of a projection buffer.
 #[derive(Debug, Clone, Copy)]
-struct Dims {
+struct Strides {
+    batch: usize,
+    head: usize,
+    row: usize,
+}
+
+/// The sizes of one call and where each head's rows lie.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
     batch: usize,
     heads: usize,
+    kv_heads: usize,
     queries: usize,
     keys: usize,
     head_dim: usize,
+    q: Strides,
+    /// Keys and values (one layout).
+    kv: Strides,
 }
 
-impl Dims {
-    fn width(&self) -> usize {
-        self.heads * self.head_dim
-    }
-
+impl Geometry {
     /// Elements of one (batch, head) probability tile.
     fn tile(&self) -> usize {
         self.queries * self.keys
     }
 
-    /// Where task `task`'s head starts in the `[batch, queries, width]` buffers.
-    fn query_at(&self, task: usize) -> usize {
-        let (n, h) = (task / self.heads, task % self.heads);
-        n * self.queries * self.width() + h * self.head_dim
+    /// Query heads per key head.
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
     }
 
-    /// Where task `task`'s head starts in the `[batch, keys, width]` buffers.
-    fn key_at(&self, task: usize) -> usize {
-        let (n, h) = (task / self.heads, task % self.heads);
-        n * self.keys * self.width() + h * self.head_dim
+    /// Tasks: one per (batch entry, key head), each over its group of query heads.
+    fn tasks(&self) -> usize {
+        self.batch * self.kv_heads
+    }
+
+    /// Query head `h` of batch entry `n`, in the query (and query gradient) buffer.
+    fn query_at(&self, n: usize, h: usize) -> usize {
+        n * self.q.batch + h * self.q.head
+    }
+
+    /// Key head `kh` of batch entry `n`, in the key and value buffers.
+    fn key_at(&self, n: usize, kh: usize) -> usize {
+        n * self.kv.batch + kh * self.kv.head
+    }
+
+    /// Query head `h` of batch entry `n` in the `[batch, queries, heads·d]` output.
+    fn out_at(&self, n: usize, h: usize) -> usize {
+        (n * self.queries * self.heads + h) * self.head_dim
+    }
+
+    /// Row width of the output.
+    fn out_row(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Index of (batch entry, query head) among the `[batch, heads]` tiles.
+    fn tile_index(&self, n: usize, h: usize) -> usize {
+        n * self.heads + h
     }
 }
 
 impl FusedAttention {
-    fn dims(&self, q: &Layout, k: &Layout) -> Result<Dims> {
-        let (batch, queries, width) = q.shape().dims3()?;
-        let keys = k.shape().dims3()?.1;
-        Ok(Dims {
-            batch,
-            heads: self.heads,
-            queries,
-            keys,
-            head_dim: width / self.heads,
-        })
-    }
-
-    /// Task `task`'s scaled logits `scale · q_h·k_hᵀ`, into `tile`.
-    fn logits(&self, d: &Dims, q: &[f32], k: &[f32], task: usize, tile: &mut [f32]) {
-        let qh = Mat::rows(q, d.query_at(task), d.width());
-        let kh = Mat::rows(k, d.key_at(task), d.width());
+    /// Query head `h`'s scaled logits against key head `kh`, batch entry `n`, into `tile`.
+    fn logits(&self, q: &[f32], k: &[f32], (n, h, kh): (usize, usize, usize), tile: &mut [f32]) {
+        let g = &self.geometry;
+        let qh = Mat::rows(q, g.query_at(n, h), g.q.row);
+        let kt = Mat::rows(k, g.key_at(n, kh), g.kv.row);
         // SAFETY: both views lie inside their buffers and `tile` holds queries·keys elements.
         unsafe {
             matmul(
-                d.queries,
-                d.keys,
-                d.head_dim,
-                Mat::tile(tile, d.keys),
+                g.queries,
+                g.keys,
+                g.head_dim,
+                Mat::tile(tile, g.keys),
                 qh,
-                kh.t(),
+                kt.t(),
                 self.scale,
+                false,
             )
         };
     }
 
-    fn bias_values(&self) -> Result<Option<Vec<f32>>> {
-        self.bias
-            .as_ref()
-            .map(|b| b.flatten_all()?.to_vec1::<f32>())
-            .transpose()
+    /// Batch entry `n`'s bias rows (empty without a bias) and their query stride.
+    fn bias_rows<'a>(&self, values: &'a [f32], n: usize) -> (&'a [f32], usize) {
+        match &self.bias {
+            None => (&[], 0),
+            Some(b) => (&values[n * b.batch_stride..], b.query_stride),
+        }
     }
-}
 
-/// Batch row `n`'s key bias, or an empty slice without a bias.
-fn row_bias(bias: &[f32], n: usize, keys: usize) -> &[f32] {
-    if bias.is_empty() {
-        bias
-    } else {
-        &bias[n * keys..][..keys]
+    fn bias_values(&self) -> Result<Vec<f32>> {
+        match &self.bias {
+            Some(b) => b.values.flatten_all()?.to_vec1::<f32>(),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -273,12 +400,14 @@ impl SharedOut {
     }
 }
 
-/// `dst = scale · lhs · rhs` for `lhs` m×k and `rhs` k×n, on the calling thread.
+/// `dst = scale · lhs · rhs` (or `dst += …` when `accumulate`) for `lhs` m×k and `rhs` k×n, on
+/// the calling thread.
 ///
 /// # Safety
 /// The three views must address valid, non-overlapping memory of their extents, and nothing
-/// else may write `dst` meanwhile.
-unsafe fn matmul(m: usize, n: usize, k: usize, dst: Mat, lhs: Mat, rhs: Mat, scale: f32) {
+/// else may touch `dst` meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(m: usize, n: usize, k: usize, dst: Mat, lhs: Mat, rhs: Mat, scale: f32, accumulate: bool) {
     gemm::gemm(
         m,
         n,
@@ -286,14 +415,14 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: Mat, lhs: Mat, rhs: Mat, sca
         dst.ptr as *mut f32,
         dst.cs,
         dst.rs,
-        false,
+        accumulate,
         lhs.ptr,
         lhs.cs,
         lhs.rs,
         rhs.ptr,
         rhs.cs,
         rhs.rs,
-        0.0,
+        1.0,
         scale,
         false,
         false,
@@ -302,15 +431,29 @@ unsafe fn matmul(m: usize, n: usize, k: usize, dst: Mat, lhs: Mat, rhs: Mat, sca
     )
 }
 
-/// Adds the key bias to each row of logits and turns the rows into probabilities, in place,
+/// The bias row of query `i`: rows `query_stride` apart (0: one row for every query).
+#[inline(always)]
+fn bias_row(bias: &[f32], i: usize, query_stride: usize, keys: usize) -> &[f32] {
+    if bias.is_empty() {
+        bias
+    } else {
+        &bias[i * query_stride..][..keys]
+    }
+}
+
+/// Adds the bias to each row of logits and turns the rows into probabilities, in place,
 /// writing each row's log normaliser to `log_norms`.
 #[inline(always)]
-fn softmax_tile_body(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &mut [f32]) {
-    for (row, log_norm) in tile.chunks_exact_mut(keys).zip(log_norms) {
-        if !bias.is_empty() {
-            for (s, &b) in row.iter_mut().zip(bias) {
-                *s += b;
-            }
+fn softmax_tile_body(
+    tile: &mut [f32],
+    bias: &[f32],
+    query_stride: usize,
+    keys: usize,
+    log_norms: &mut [f32],
+) {
+    for (i, (row, log_norm)) in tile.chunks_exact_mut(keys).zip(log_norms).enumerate() {
+        for (s, &b) in row.iter_mut().zip(bias_row(bias, i, query_stride, keys)) {
+            *s += b;
         }
         let max = lane_max(row);
         for s in row.iter_mut() {
@@ -325,25 +468,26 @@ fn softmax_tile_body(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &mu
     }
 }
 
-simd_kernel!(fn softmax_tile(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &mut [f32]) => softmax_tile_body);
+simd_kernel!(fn softmax_tile(tile: &mut [f32], bias: &[f32], query_stride: usize, keys: usize, log_norms: &mut [f32]) => softmax_tile_body);
 
 /// The probabilities again from the logits: `exp(logit + bias − log_norm)` row by row, in place.
 #[inline(always)]
-fn probs_again_body(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &[f32]) {
-    for (row, &log_norm) in tile.chunks_exact_mut(keys).zip(log_norms) {
-        if bias.is_empty() {
+fn probs_again_body(tile: &mut [f32], bias: &[f32], query_stride: usize, keys: usize, log_norms: &[f32]) {
+    for (i, (row, &log_norm)) in tile.chunks_exact_mut(keys).zip(log_norms).enumerate() {
+        let b = bias_row(bias, i, query_stride, keys);
+        if b.is_empty() {
             for s in row.iter_mut() {
                 *s = crate::cpu::exp(*s - log_norm);
             }
         } else {
-            for (s, &b) in row.iter_mut().zip(bias) {
+            for (s, &b) in row.iter_mut().zip(b) {
                 *s = crate::cpu::exp(*s + b - log_norm);
             }
         }
     }
 }
 
-simd_kernel!(fn probs_again(tile: &mut [f32], bias: &[f32], keys: usize, log_norms: &[f32]) => probs_again_body);
+simd_kernel!(fn probs_again(tile: &mut [f32], bias: &[f32], query_stride: usize, keys: usize, log_norms: &[f32]) => probs_again_body);
 
 /// `dp ← p ⊙ (dp − Σ_row dp·p) · scale`: the logits' gradient from the probabilities'.
 #[inline(always)]
@@ -357,6 +501,11 @@ fn softmax_grad_tile_body(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) {
 }
 
 simd_kernel!(fn softmax_grad_tile(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) => softmax_grad_tile_body);
+
+/// The dropout mask's factors for tile `index`, applied in place.
+fn drop_tile(mask: &KeepMask, index: usize, tile: &mut [f32]) {
+    KeepMask::scale_in_place(&mask.bytes()[index * tile.len()..], mask.scale(), tile);
+}
 
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
@@ -377,49 +526,54 @@ impl CustomOp3 for FusedAttention {
             f32_slice(k, kl, self.name())?,
             f32_slice(v, vl, self.name())?,
         );
-        let d = self.dims(ql, kl)?;
-        let bias = self.bias_values()?.unwrap_or_default();
-        let w = d.width();
-        let mut out = vec![0f32; d.batch * d.queries * w];
-        let mut log_norms = vec![0f32; d.batch * d.heads * d.queries];
+        let g = self.geometry;
+        let bias = self.bias_values()?;
+        let mut out = vec![0f32; g.batch * g.queries * g.out_row()];
+        let mut log_norms = vec![0f32; g.batch * g.heads * g.queries];
         let shared_out = SharedOut(out.as_mut_ptr());
         let shared_norms = SharedOut(log_norms.as_mut_ptr());
-        (0..d.batch * d.heads).into_par_iter().for_each_init(
-            || (vec![0f32; d.tile()], vec![0f32; d.tile()]),
+        (0..g.tasks()).into_par_iter().for_each_init(
+            || (vec![0f32; g.tile()], vec![0f32; g.tile()]),
             |(tile, dropped), task| {
-                let n = task / d.heads;
-                self.logits(&d, q, k, task, tile);
-                // SAFETY: task `task` alone owns these rows of the normalisers.
-                let norms = unsafe { shared_norms.slice_mut(task * d.queries, d.queries) };
-                softmax_tile(tile, row_bias(&bias, n, d.keys), d.keys, norms);
-                let used: &[f32] = match &self.dropout {
-                    Some(mask) => {
-                        dropped.copy_from_slice(tile);
-                        KeepMask::scale_in_place(&mask.bytes()[task * d.tile()..], mask.scale(), dropped);
-                        dropped
-                    }
-                    None => tile,
-                };
-                let vh = Mat::rows(v, d.key_at(task), w);
-                let dst = shared_out.rows(d.query_at(task), w);
-                // SAFETY: the views lie inside their buffers, and this task alone writes its
-                // head's columns of its batch entry's rows.
-                unsafe {
-                    matmul(
-                        d.queries,
-                        d.head_dim,
-                        d.keys,
-                        dst,
-                        Mat::rows(used, 0, d.keys),
-                        vh,
-                        1.0,
-                    )
-                };
+                let (n, kh) = (task / g.kv_heads, task % g.kv_heads);
+                let (bias, query_stride) = self.bias_rows(&bias, n);
+                let vh = Mat::rows(v, g.key_at(n, kh), g.kv.row);
+                for h in kh * g.group()..(kh + 1) * g.group() {
+                    let index = g.tile_index(n, h);
+                    self.logits(q, k, (n, h, kh), tile);
+                    // SAFETY: only this task handles query head `h` of batch entry `n`.
+                    let norms = unsafe { shared_norms.slice_mut(index * g.queries, g.queries) };
+                    softmax_tile(tile, bias, query_stride, g.keys, norms);
+                    let used: &[f32] = match &self.dropout {
+                        Some(mask) => {
+                            dropped.copy_from_slice(tile);
+                            drop_tile(mask, index, dropped);
+                            dropped
+                        }
+                        None => tile,
+                    };
+                    let dst = shared_out.rows(g.out_at(n, h), g.out_row());
+                    // SAFETY: the views lie inside their buffers, and only this task writes
+                    // query head `h`'s columns of batch entry `n`'s rows.
+                    unsafe {
+                        matmul(
+                            g.queries,
+                            g.head_dim,
+                            g.keys,
+                            dst,
+                            Mat::rows(used, 0, g.keys),
+                            vh,
+                            1.0,
+                            false,
+                        )
+                    };
+                }
             },
         );
         // A second forward of the same op value cannot happen: candle builds one per call.
         let _ = self.log_norms.set(log_norms);
-        Ok((CpuStorage::F32(out), ql.shape().clone()))
+        let shape = Shape::from((g.batch, g.queries, g.out_row()));
+        Ok((CpuStorage::F32(out), shape))
     }
 
     fn bwd(
@@ -435,7 +589,7 @@ impl CustomOp3 for FusedAttention {
                 "attention: backward before the forward pass".into(),
             ));
         };
-        let bias = self.bias_values()?.unwrap_or_default();
+        let bias = self.bias_values()?;
         let want = (q.track_op(), k.track_op(), v.track_op());
         let grad = grad.contiguous()?;
         let (qs, ql) = q.storage_and_layout();
@@ -447,93 +601,88 @@ impl CustomOp3 for FusedAttention {
         else {
             return Err(candle_core::Error::Msg("attention: backward off the CPU".into()));
         };
-        let (qv, kv, vv, g) = (
+        let (qv, kv, vv, gr) = (
             f32_slice(qs, ql, self.name())?,
             f32_slice(ks, kl, self.name())?,
             f32_slice(vs, vl, self.name())?,
             f32_slice(gs, gl, self.name())?,
         );
-        let d = self.dims(ql, kl)?;
-        let w = d.width();
-        let alloc = |wanted: bool, rows: usize| {
-            if wanted {
-                vec![0f32; d.batch * rows * w]
-            } else {
-                Vec::new()
-            }
-        };
+        let g = self.geometry;
+        let alloc = |wanted: bool, len: usize| if wanted { vec![0f32; len] } else { Vec::new() };
         let (mut dq, mut dk, mut dv) = (
-            alloc(want.0, d.queries),
-            alloc(want.1, d.keys),
-            alloc(want.2, d.keys),
+            alloc(want.0, qv.len()),
+            alloc(want.1, kv.len()),
+            alloc(want.2, vv.len()),
         );
         let (out_q, out_k, out_v) = (
             SharedOut(dq.as_mut_ptr()),
             SharedOut(dk.as_mut_ptr()),
             SharedOut(dv.as_mut_ptr()),
         );
-        (0..d.batch * d.heads).into_par_iter().for_each_init(
-            || (vec![0f32; d.tile()], vec![0f32; d.tile()], vec![0f32; d.tile()]),
+        (0..g.tasks()).into_par_iter().for_each_init(
+            || (vec![0f32; g.tile()], vec![0f32; g.tile()], vec![0f32; g.tile()]),
             |(p, dp, dropped), task| {
-                let n = task / d.heads;
-                let (q_at, kv_at) = (d.query_at(task), d.key_at(task));
-                let (qh, kh, vh, gh) = (
-                    Mat::rows(qv, q_at, w),
-                    Mat::rows(kv, kv_at, w),
-                    Mat::rows(vv, kv_at, w),
-                    Mat::rows(g, q_at, w),
-                );
-                // The forward's probabilities, recomputed from the logits and normalisers.
-                self.logits(&d, qv, kv, task, p);
-                let norms = &log_norms[task * d.queries..][..d.queries];
-                probs_again(p, row_bias(&bias, n, d.keys), d.keys, norms);
-                let p: &[f32] = p;
-                let dp_mat = Mat::tile(dp, d.keys);
-                // The gradient of the dropped probabilities: g·vᵀ.
-                // SAFETY (all products below): views lie inside their buffers, scratch tiles are
-                // this task's, and each output block (its head of its batch entry) is its alone.
-                unsafe { matmul(d.queries, d.keys, d.head_dim, dp_mat, gh, vh.t(), 1.0) };
-                let used: &[f32] = match &self.dropout {
-                    Some(mask) => {
-                        dropped.copy_from_slice(p);
-                        let keep = &mask.bytes()[task * d.tile()..];
-                        KeepMask::scale_in_place(keep, mask.scale(), dropped);
-                        KeepMask::scale_in_place(keep, mask.scale(), dp);
-                        dropped
-                    }
-                    None => p,
-                };
-                if want.2 {
-                    let used = Mat::rows(used, 0, d.keys);
+                let (n, kh) = (task / g.kv_heads, task % g.kv_heads);
+                let (bias, query_stride) = self.bias_rows(&bias, n);
+                let kv_at = g.key_at(n, kh);
+                let (kh_mat, vh) = (Mat::rows(kv, kv_at, g.kv.row), Mat::rows(vv, kv_at, g.kv.row));
+                for (i, h) in (kh * g.group()..(kh + 1) * g.group()).enumerate() {
+                    let index = g.tile_index(n, h);
+                    // The key head's gradients sum over its group of query heads.
+                    let accumulate = i > 0;
+                    let q_at = g.query_at(n, h);
+                    let qh = Mat::rows(qv, q_at, g.q.row);
+                    let gh = Mat::rows(gr, g.out_at(n, h), g.out_row());
+                    // The forward's probabilities, recomputed from the logits and normalisers.
+                    self.logits(qv, kv, (n, h, kh), p);
+                    probs_again(
+                        p,
+                        bias,
+                        query_stride,
+                        g.keys,
+                        &log_norms[index * g.queries..][..g.queries],
+                    );
+                    let p: &[f32] = p;
+                    // SAFETY (all products below): views lie inside their buffers, scratch tiles
+                    // are this task's, dq's block is query head `h`'s alone and dk's and dv's
+                    // blocks belong to this task's key head alone.
+                    // The gradient of the dropped probabilities: g·vᵀ.
                     unsafe {
                         matmul(
-                            d.keys,
-                            d.head_dim,
-                            d.queries,
-                            out_v.rows(kv_at, w),
-                            used.t(),
+                            g.queries,
+                            g.keys,
+                            g.head_dim,
+                            Mat::tile(dp, g.keys),
                             gh,
+                            vh.t(),
                             1.0,
+                            false,
                         )
                     };
-                }
-                softmax_grad_tile(dp, p, d.keys, self.scale);
-                let ds = Mat::rows(dp, 0, d.keys);
-                if want.0 {
-                    unsafe { matmul(d.queries, d.head_dim, d.keys, out_q.rows(q_at, w), ds, kh, 1.0) };
-                }
-                if want.1 {
-                    unsafe {
-                        matmul(
-                            d.keys,
-                            d.head_dim,
-                            d.queries,
-                            out_k.rows(kv_at, w),
-                            ds.t(),
-                            qh,
-                            1.0,
-                        )
+                    let used: &[f32] = match &self.dropout {
+                        Some(mask) => {
+                            dropped.copy_from_slice(p);
+                            drop_tile(mask, index, dropped);
+                            drop_tile(mask, index, dp);
+                            dropped
+                        }
+                        None => p,
                     };
+                    if want.2 {
+                        let used = Mat::rows(used, 0, g.keys);
+                        let dst = out_v.rows(kv_at, g.kv.row);
+                        unsafe { matmul(g.keys, g.head_dim, g.queries, dst, used.t(), gh, 1.0, accumulate) };
+                    }
+                    softmax_grad_tile(dp, p, g.keys, self.scale);
+                    let ds = Mat::rows(dp, 0, g.keys);
+                    if want.0 {
+                        let dst = out_q.rows(q_at, g.q.row);
+                        unsafe { matmul(g.queries, g.head_dim, g.keys, dst, ds, kh_mat, 1.0, false) };
+                    }
+                    if want.1 {
+                        let dst = out_k.rows(kv_at, g.kv.row);
+                        unsafe { matmul(g.keys, g.head_dim, g.queries, dst, ds.t(), qh, 1.0, accumulate) };
+                    }
                 }
             },
         );

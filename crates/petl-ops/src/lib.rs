@@ -65,7 +65,7 @@ mod token_loss;
 
 pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
-pub use attention::{attention, AttentionSpec};
+pub use attention::{attention, attention_heads, AttentionSpec};
 pub use dropout::{Dropout, DropoutRng, KeepMask};
 pub use feed_forward::{feed_forward, Projection};
 pub use heads::{merge_heads, split_heads};

@@ -633,3 +633,74 @@ fn fused_feed_forward_matches_the_composed_form() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn fused_grouped_query_attention_with_a_causal_mask_matches_the_composed_form() -> Result<()> {
+    // Head-major inputs as a Llama layer has them: 2 batch entries, 4 query heads sharing 2 key
+    // heads, 5 queries over 7 keys (2 prefix rows, then a causal mask over the 5 tokens).
+    let (q, k, v) = (
+        tensor(&[2, 4, 5, 4], 60, DType::F64)?,
+        tensor(&[2, 2, 7, 4], 61, DType::F64)?,
+        tensor(&[2, 2, 7, 4], 62, DType::F64)?,
+    );
+    let mut bias = vec![0f64; 2 * 5 * 7];
+    for n in 0..2 {
+        for i in 0..5 {
+            for j in 0..5 {
+                if j > i {
+                    bias[(n * 5 + i) * 7 + 2 + j] = -30.0;
+                }
+            }
+        }
+    }
+    // The second entry's first token is padding.
+    for i in 0..5 {
+        bias[(5 + i) * 7 + 2] = -30.0;
+    }
+    let bias = Tensor::from_vec(bias, (2, 1, 5, 7), &Device::Cpu)?;
+    let mask = petl_ops::DropoutRng::new(9).keep_mask(2 * 4 * 5 * 7, 0.2);
+    for dropout in [None, Some(mask)] {
+        let op = move |a: &[Tensor]| {
+            let spec = petl_ops::AttentionSpec {
+                heads: 4,
+                scale: 0.5,
+                bias: Some(&a[3]),
+                dropout: dropout.as_ref(),
+            };
+            petl_ops::attention_heads(&a[0], &a[1], &a[2], &spec)
+        };
+        let inputs = [q.clone(), k.clone(), v.clone(), bias.clone()];
+        check(
+            "grouped attention",
+            &op,
+            &inputs,
+            &[true, true, true, false],
+            1e-5,
+        )?;
+        check(
+            "grouped attention",
+            &op,
+            &inputs,
+            &[false, true, false, false],
+            1e-5,
+        )?;
+    }
+    // One causal mask shared by the batch ([1, 1, queries, keys]) is accepted too.
+    let shared = bias.narrow(0, 0, 1)?;
+    let op = move |a: &[Tensor]| {
+        let spec = petl_ops::AttentionSpec {
+            heads: 4,
+            scale: 0.5,
+            bias: Some(&a[3]),
+            dropout: None,
+        };
+        petl_ops::attention_heads(&a[0], &a[1], &a[2], &spec)
+    };
+    check(
+        "shared causal mask",
+        &op,
+        &[q, k, v, shared],
+        &[true, true, true, false],
+        1e-5,
+    )
+}

@@ -102,6 +102,18 @@ impl SelfAttention {
         let (kv_heads, total) = (keys.dim(1)?, keys.dim(2)?);
         pass.check_window(total)?;
         let bias = pass.bias(prefix)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        if !hooks.changes_heads(layer, Sublayer::Attention) {
+            let dropout = ctx.dropout_mask(&self.probs_dropout, batch * nh * seq * total);
+            let spec = petl_ops::AttentionSpec {
+                heads: nh,
+                scale,
+                bias: Some(&bias),
+                dropout: dropout.as_ref(),
+            };
+            let merged = petl_ops::attention_heads(&q, &keys, &values, &spec)?;
+            return self.out.project(layer, Proj::AttnOut, &merged, hooks, ctx);
+        }
         // Grouped-query attention without copying keys: the query heads sharing a key head
         // are stacked along the rows, `[batch, kv_heads, group·seq, head_dim]`, and stay so
         // through the mask and softmax (the mask's rows cycle through the queries).
@@ -121,7 +133,6 @@ impl SelfAttention {
             })
         };
         let scores = grouped(&q, seq, hd)?.matmul(&keys.t()?)?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let scores = petl_ops::scale_add_mask(&scores, scale, &bias)?;
         let probs = petl_ops::softmax_last_dim(&scores)?;
         let probs = ctx.dropout(&self.probs_dropout, &probs)?;
