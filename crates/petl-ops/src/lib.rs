@@ -20,11 +20,11 @@
 //! | [`linear`] | x·Wᵀ + b over the last dimension |
 //! | [`layer_norm`] | LayerNorm over the last dimension |
 //! | [`softmax_last_dim`] | numerically stable softmax |
-//! | [`attention`] | multi-head attention over token-major projections, one op per layer |
+//! | [`attention`], [`attention_heads`] | multi-head (grouped-query) attention over token- or head-major projections, one op per layer |
 //! | [`scale_add_mask`] | attention logits `x·scale + mask` (padding or causal mask) |
 //! | [`rotary_heads`] | rotary position embedding, fused with the split into heads |
 //! | [`split_heads`], [`merge_heads`] | `[b, s, h·d]` ↔ `[b, h, s, d]` in one pass each way |
-//! | [`feed_forward`] | a frozen FFN `act(x·W₁ᵀ + b₁)·W₂ᵀ + b₂` as one op |
+//! | [`feed_forward`], [`gated_feed_forward`] | a frozen FFN `act(x·W₁ᵀ + b₁)·W₂ᵀ + b₂`, or SwiGLU's gated one, as one op |
 //! | [`swiglu`] | SwiGLU's `silu(gate) ⊙ up` |
 //! | [`Activation`] | GELU (erf and tanh forms), ReLU, SiLU, tanh |
 //! | [`Dropout`] / [`DropoutRng`] | seeded, reproducible inverted dropout |
@@ -67,7 +67,7 @@ pub use activation::Activation;
 pub use alloc::reuse_freed_memory;
 pub use attention::{attention, attention_heads, AttentionSpec};
 pub use dropout::{Dropout, DropoutRng, KeepMask};
-pub use feed_forward::{feed_forward, Projection};
+pub use feed_forward::{feed_forward, gated_feed_forward, Projection};
 pub use heads::{merge_heads, split_heads};
 pub use linear::linear;
 pub use loss::{cross_entropy, mse};

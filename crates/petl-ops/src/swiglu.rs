@@ -58,9 +58,9 @@ fn grad_up_body(g: &[f32], dy: &[f32], out: &mut [f32]) {
     }
 }
 
-simd_kernel!(fn swiglu_forward(g: &[f32], u: &[f32], out: &mut [f32]) => forward_body);
-simd_kernel!(fn swiglu_grad_gate(g: &[f32], u: &[f32], dy: &[f32], out: &mut [f32]) => grad_gate_body);
-simd_kernel!(fn swiglu_grad_up(g: &[f32], dy: &[f32], out: &mut [f32]) => grad_up_body);
+simd_kernel!(pub(crate) fn swiglu_forward(g: &[f32], u: &[f32], out: &mut [f32]) => forward_body);
+simd_kernel!(pub(crate) fn swiglu_grad_gate(g: &[f32], u: &[f32], dy: &[f32], out: &mut [f32]) => grad_gate_body);
+simd_kernel!(pub(crate) fn swiglu_grad_up(g: &[f32], dy: &[f32], out: &mut [f32]) => grad_up_body);
 
 impl CustomOp2 for Swiglu {
     fn name(&self) -> &'static str {

@@ -704,3 +704,39 @@ fn fused_grouped_query_attention_with_a_causal_mask_matches_the_composed_form() 
         1e-5,
     )
 }
+
+#[test]
+fn fused_gated_feed_forward_matches_the_composed_form() -> Result<()> {
+    // SwiGLU: [2, 5, 12] → 20 inner (gate and up) → 12, biases on (Qwen-style) and off.
+    let inputs = [
+        tensor(&[2, 5, 12], 70, DType::F64)?,
+        (tensor(&[20, 12], 71, DType::F64)? * 0.3)?,
+        (tensor(&[20, 12], 72, DType::F64)? * 0.3)?,
+        (tensor(&[12, 20], 73, DType::F64)? * 0.3)?,
+        tensor(&[20], 74, DType::F64)?,
+    ];
+    for with_bias in [false, true] {
+        let op = move |a: &[Tensor]| {
+            let p = |w: usize| petl_ops::Projection {
+                weight: &a[w],
+                bias: with_bias.then_some(&a[4]).filter(|_| w != 3),
+            };
+            petl_ops::gated_feed_forward(&a[0], p(1), p(2), p(3))
+        };
+        check(
+            "gated feed forward",
+            &op,
+            &inputs,
+            &[true, false, false, false, false],
+            1e-5,
+        )?;
+        check(
+            "gated feed forward, trained",
+            &op,
+            &inputs,
+            &[true, true, true, true, false],
+            1e-5,
+        )?;
+    }
+    Ok(())
+}

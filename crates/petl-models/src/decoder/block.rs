@@ -50,10 +50,17 @@ impl Block {
 
         let f = self.ffn_norm.forward(&h, hooks, ctx)?;
         let f = hooks.input(layer, Sublayer::Ffn, f, ctx)?;
-        let gate = self.gate.project(layer, Proj::FfnGate, &f, hooks, ctx)?;
-        let up = self.up.project(layer, Proj::FfnUp, &f, hooks, ctx)?;
-        let inner = petl_ops::swiglu(&gate, &up)?;
-        let down = self.down.project(layer, Proj::FfnDown, &inner, hooks, ctx)?;
+        let touched = [Proj::FfnGate, Proj::FfnUp, Proj::FfnDown]
+            .into_iter()
+            .any(|p| hooks.changes_linear(layer, p));
+        let down = if touched {
+            let gate = self.gate.project(layer, Proj::FfnGate, &f, hooks, ctx)?;
+            let up = self.up.project(layer, Proj::FfnUp, &f, hooks, ctx)?;
+            let inner = petl_ops::swiglu(&gate, &up)?;
+            self.down.project(layer, Proj::FfnDown, &inner, hooks, ctx)?
+        } else {
+            petl_ops::gated_feed_forward(&f, self.gate.base(), self.up.base(), self.down.base())?
+        };
         let down = hooks.output(layer, Sublayer::Ffn, &f, down, ctx)?;
         Ok((h + down)?)
     }
