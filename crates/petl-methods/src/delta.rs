@@ -402,12 +402,12 @@ impl Hooks for Delta {
         layer: usize,
         sublayer: Sublayer,
         batch: usize,
-        _ctx: &mut ForwardCtx,
+        ctx: &mut ForwardCtx,
     ) -> petl_models::Result<Option<KvPrefix>> {
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for banks in &self.kv_banks {
-            if let Some((k, v)) = banks.per_head(layer, sublayer, batch).map_err(into_model)? {
+            if let Some((k, v)) = banks.per_head(layer, sublayer, batch, ctx).map_err(into_model)? {
                 keys.push(k);
                 values.push(v);
             }

@@ -149,9 +149,10 @@ impl PrefixBanks {
         layer: usize,
         sublayer: Sublayer,
         batch: usize,
+        ctx: &mut ForwardCtx,
     ) -> Result<Option<(Tensor, Tensor)>> {
         for bank in self.banks.iter().filter(|b| b.site.sublayer == sublayer) {
-            if let Some(kv) = bank.per_head(layer, batch)? {
+            if let Some(kv) = bank.per_head(layer, batch, ctx)? {
                 return Ok(Some(kv));
             }
         }
@@ -243,8 +244,11 @@ impl PrefixBank {
         })
     }
 
-    /// Keys and values `[length, d]` of `layer`, or `None` if the bank does not cover it.
-    pub(crate) fn keys_values(&self, layer: usize) -> Result<Option<(Tensor, Tensor)>> {
+    /// Keys and values `[length, d]` of `layer`, or `None` if the bank does not cover it. A
+    /// generator computes every layer's rows in one product, once per pass (`ctx`): slicing
+    /// its output rather than its weights keeps each layer's gradient the size of its prefix,
+    /// not of the whole output projection.
+    pub(crate) fn keys_values(&self, layer: usize, ctx: &mut ForwardCtx) -> Result<Option<(Tensor, Tensor)>> {
         match &self.source {
             Source::Flat(map) => Ok(map
                 .get(&layer)
@@ -257,18 +261,20 @@ impl PrefixBank {
                 let Some(slot) = self.layers.iter().position(|&l| l == layer) else {
                     return Ok(None);
                 };
+                let generate = || -> petl_models::Result<Tensor> {
+                    let h = petl_ops::linear(
+                        embedding.as_tensor(),
+                        hidden.0.as_tensor(),
+                        Some(hidden.1.as_tensor()),
+                    )?
+                    .tanh()?;
+                    Ok(petl_ops::linear(&h, out.0.as_tensor(), Some(out.1.as_tensor()))?)
+                };
+                let all = ctx.once_per_pass(self, generate)?;
+                // The output layout is [layer][key|value][d], as in Li & Liang's and peft's
+                // generators.
                 let d = self.width;
-                let h = petl_ops::linear(
-                    embedding.as_tensor(),
-                    hidden.0.as_tensor(),
-                    Some(hidden.1.as_tensor()),
-                )?
-                .tanh()?;
-                // Only this layer's rows of the output projection: the layout is
-                // [layer][key|value][d], as in Li & Liang's and peft's generators.
-                let w = out.0.as_tensor().narrow(0, slot * 2 * d, 2 * d)?;
-                let b = out.1.as_tensor().narrow(0, slot * 2 * d, 2 * d)?;
-                let kv = petl_ops::linear(&h, &w, Some(&b))?;
+                let kv = all.narrow(1, slot * 2 * d, 2 * d)?;
                 Ok(Some((kv.narrow(1, 0, d)?, kv.narrow(1, d, d)?)))
             }
         }
@@ -276,8 +282,8 @@ impl PrefixBank {
 
     /// Keys and values of `layer` split per head and broadcast over the batch:
     /// `[batch, heads, length, head_dim]` each.
-    fn per_head(&self, layer: usize, batch: usize) -> Result<Option<(Tensor, Tensor)>> {
-        let Some((k, v)) = self.keys_values(layer)? else {
+    fn per_head(&self, layer: usize, batch: usize, ctx: &mut ForwardCtx) -> Result<Option<(Tensor, Tensor)>> {
+        let Some((k, v)) = self.keys_values(layer, ctx)? else {
             return Ok(None);
         };
         let split = |t: Tensor| -> Result<Tensor> {
@@ -301,8 +307,10 @@ impl PrefixBank {
     /// artifact stores.
     pub(crate) fn ejected(&self) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
+        // One pass's context, so a generator runs once for all layers.
+        let mut ctx = ForwardCtx::eval();
         for &l in &self.layers {
-            if let Some((k, v)) = self.keys_values(l)? {
+            if let Some((k, v)) = self.keys_values(l, &mut ctx)? {
                 let [kn, vn] = flat_names(self.index, l, self.site.flat);
                 out.insert(kn, k.detach().copy()?);
                 out.insert(vn, v.detach().copy()?);
@@ -396,10 +404,10 @@ impl HeadsDelta {
         layer: usize,
         site: HeadsSite<'_>,
         heads: Tensor,
-        _ctx: &mut ForwardCtx,
+        ctx: &mut ForwardCtx,
     ) -> Result<Tensor> {
         let (batch, _, _, head_dim) = site.query.dims4()?;
-        let Some((pk, pv)) = self.banks.per_head(layer, site.sublayer, batch)? else {
+        let Some((pk, pv)) = self.banks.per_head(layer, site.sublayer, batch, ctx)? else {
             return Ok(heads);
         };
         // Scaled like the context logits: for softmax, so the gate below is exactly the share

@@ -137,17 +137,25 @@ pub struct HeadsSite<'a> {
 #[derive(Debug)]
 pub struct ForwardCtx {
     rng: Option<DropoutRng>,
+    /// Values computed once per pass (see [`ForwardCtx::once_per_pass`]).
+    memo: std::collections::HashMap<usize, Tensor>,
 }
 
 impl ForwardCtx {
     /// An evaluation pass: dropout is the identity.
     pub fn eval() -> Self {
-        Self { rng: None }
+        Self {
+            rng: None,
+            memo: Default::default(),
+        }
     }
 
     /// A training pass drawing dropout masks from `rng`.
     pub fn train(rng: DropoutRng) -> Self {
-        Self { rng: Some(rng) }
+        Self {
+            rng: Some(rng),
+            memo: Default::default(),
+        }
     }
 
     /// Whether dropout is active.
@@ -165,7 +173,23 @@ impl ForwardCtx {
     pub fn fork(&self) -> Self {
         Self {
             rng: self.rng.clone(),
+            memo: Default::default(),
         }
+    }
+
+    /// The value `owner` computes once per pass: `make` runs on the first call and later calls
+    /// in the same pass (other layers) get its result. A prefix generator computes every
+    /// layer's prefixes in one product this way instead of one slice of its weights per layer.
+    /// `owner` is the object the value belongs to (its address keys it, so two deltas in one
+    /// batch never share a value); a fork starts empty, so a recomputation builds its own.
+    pub fn once_per_pass<T>(&mut self, owner: &T, make: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+        let key = std::ptr::from_ref(owner) as usize;
+        if let Some(t) = self.memo.get(&key) {
+            return Ok(t.clone());
+        }
+        let t = make()?;
+        self.memo.insert(key, t.clone());
+        Ok(t)
     }
 
     /// The mask `dropout` draws for `n` elements in a training pass, `None` where it is the
