@@ -4,6 +4,8 @@
 //! `crates/petl-models/tests/golden/gen/make_decoder_golden.py` (tiny-llama: GQA, llama3 rope,
 //! tied head; tiny-qwen2: q/k/v biases, untied head).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use petl_methods::{Delta, Form, InitScheme, Method, PRESETS};
 use petl_models::{BaseModel, DecoderInput, DecoderModel, ForwardCtx, ModelDir, ParamStore};
@@ -313,32 +315,7 @@ fn every_preset_trains_and_decodes_on_the_decoder() {
         };
         let (fused_loss, fused) = train_loss(&delta);
         let (composed_loss, composed) = train_loss(&petl_models::Chain(&delta, &Composed));
-        assert!(
-            (fused_loss - composed_loss).abs() < 1e-5,
-            "{}: loss {fused_loss} fused vs {composed_loss} composed",
-            p.name
-        );
-        for (name, var) in store.iter() {
-            if let (Some(a), Some(b)) = (fused.get(var), composed.get(var)) {
-                let scale = b
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .max(1e-3);
-                let d = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(d / scale < 1e-4, "{}: gradient of {name} differs by {d}", p.name);
-            }
-        }
+        common::assert_same_pass(p.name, &store, (fused_loss, &fused), (composed_loss, &composed));
         // Prefill + two steps against the full forward over the same tokens.
         let (mut cache, _) = m.prefill(&batch, &delta, &mut ctx).unwrap();
         m.step(&mut cache, &[40, 41], &delta, &mut ctx).unwrap();

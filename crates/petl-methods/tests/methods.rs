@@ -222,34 +222,11 @@ fn fused_attention_and_feed_forward_give_the_composed_loss_and_gradients_in_trai
         };
         let (fused_loss, fused) = run(&built.delta);
         let (composed_loss, reference) = run(&composed);
-        assert!(
-            (fused_loss - composed_loss).abs() < 1e-5,
-            "{}: loss {fused_loss} fused vs {composed_loss} composed",
-            p.name
+        common::assert_same_pass(
+            p.name,
+            &built.store,
+            (fused_loss, &fused),
+            (composed_loss, &reference),
         );
-        for (name, var) in built.store.iter() {
-            let (Some(a), Some(b)) = (fused.get(var), reference.get(var)) else {
-                assert!(
-                    fused.get(var).is_none() && reference.get(var).is_none(),
-                    "{}: {name} has a gradient on one path only",
-                    p.name
-                );
-                continue;
-            };
-            let scale = b
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                .max(1e-3);
-            let d = max_abs_diff(a, b) / scale;
-            assert!(
-                d < 1e-4,
-                "{}: gradient of {name} differs by {d} (relative)",
-                p.name
-            );
-        }
     }
 }

@@ -40,13 +40,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<'_>) -
     let (batch, queries, width) = q.dims3()?;
     let (kb, keys, kw) = k.dims3()?;
     if spec.heads == 0 || width % spec.heads != 0 || (kb, kw) != (batch, width) || v.dims() != k.dims() {
-        return Err(candle_core::Error::Msg(format!(
-            "attention: queries {:?}, keys {:?}, values {:?} do not make {} heads",
-            q.dims(),
-            k.dims(),
-            v.dims(),
-            spec.heads
-        )));
+        return Err(shape_error(q, k, v, spec.heads));
     }
     let head_dim = width / spec.heads;
     let geometry = Geometry {
@@ -83,13 +77,7 @@ pub fn attention_heads(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<
         || (kb, kd) != (batch, head_dim)
         || v.dims() != k.dims()
     {
-        return Err(candle_core::Error::Msg(format!(
-            "attention: queries {:?}, keys {:?}, values {:?} do not make {} heads",
-            q.dims(),
-            k.dims(),
-            v.dims(),
-            spec.heads
-        )));
+        return Err(shape_error(q, k, v, spec.heads));
     }
     let geometry = Geometry {
         batch,
@@ -110,6 +98,16 @@ pub fn attention_heads(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec<
         },
     };
     run(q, k, v, spec, geometry)
+}
+
+/// Queries, keys and values whose shapes do not fit together.
+fn shape_error(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> candle_core::Error {
+    candle_core::Error::Msg(format!(
+        "attention: queries {:?}, keys {:?}, values {:?} do not make {heads} heads",
+        q.dims(),
+        k.dims(),
+        v.dims()
+    ))
 }
 
 /// Checks the bias and dropout mask against the geometry, then runs the fused op or the

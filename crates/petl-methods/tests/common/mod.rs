@@ -151,3 +151,36 @@ pub fn ripple(shape: &candle_core::Shape, a: f32) -> Tensor {
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
+
+/// Asserts that two runs of one training pass agree: the loss to 1e-5, and every parameter of
+/// `store` that has a gradient on either side the same gradient to 1e-4 of its scale.
+pub fn assert_same_pass(
+    label: &str,
+    store: &ParamStore,
+    (loss_a, grads_a): (f32, &candle_core::backprop::GradStore),
+    (loss_b, grads_b): (f32, &candle_core::backprop::GradStore),
+) {
+    assert!(
+        (loss_a - loss_b).abs() < 1e-5,
+        "{label}: loss {loss_a} vs {loss_b}"
+    );
+    for (name, var) in store.iter() {
+        let (Some(a), Some(b)) = (grads_a.get(var), grads_b.get(var)) else {
+            assert!(
+                grads_a.get(var).is_none() && grads_b.get(var).is_none(),
+                "{label}: {name} has a gradient on one side only"
+            );
+            continue;
+        };
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-3);
+        let d = max_abs_diff(a, b) / scale;
+        assert!(d < 1e-4, "{label}: gradient of {name} differs by {d} (relative)");
+    }
+}
