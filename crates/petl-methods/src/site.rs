@@ -168,14 +168,7 @@ impl SiteDelta {
             _ => None,
         };
         if let (true, Some(scale)) = (net.is_low_rank(), folded_scale) {
-            let mask = ctx.dropout_mask(&net.dropout, src.elem_count());
-            let delta = petl_ops::low_rank(
-                src,
-                net.down.as_tensor(),
-                net.up.as_tensor(),
-                scale,
-                mask.as_ref(),
-            )?;
+            let delta = net.low_rank(src, scale, ctx)?;
             return Ok((h + delta)?);
         }
         let delta = net.forward(src, ctx)?;
@@ -234,16 +227,21 @@ impl Net {
             && self.norm_out.is_none()
     }
 
+    /// A low-rank net's `scale · dropout(src)·Aᵀ·Bᵀ`, dropout and scale inside the one op.
+    fn low_rank(&self, src: &Tensor, scale: f64, ctx: &mut ForwardCtx) -> Result<Tensor> {
+        let mask = ctx.dropout_mask(&self.dropout, src.elem_count());
+        Ok(petl_ops::low_rank(
+            src,
+            self.down.as_tensor(),
+            self.up.as_tensor(),
+            scale,
+            mask.as_ref(),
+        )?)
+    }
+
     fn forward(&self, src: &Tensor, ctx: &mut ForwardCtx) -> Result<Tensor> {
         if self.is_low_rank() {
-            let mask = ctx.dropout_mask(&self.dropout, src.elem_count());
-            return Ok(petl_ops::low_rank(
-                src,
-                self.down.as_tensor(),
-                self.up.as_tensor(),
-                1.0,
-                mask.as_ref(),
-            )?);
+            return self.low_rank(src, 1.0, ctx);
         }
         let mut z = src.clone();
         if let Some((g, b)) = &self.norm_in {

@@ -500,11 +500,6 @@ fn softmax_grad_tile_body(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) {
 
 simd_kernel!(fn softmax_grad_tile(dp: &mut [f32], p: &[f32], keys: usize, scale: f32) => softmax_grad_tile_body);
 
-/// The dropout mask's factors for tile `index`, applied in place.
-fn drop_tile(mask: &KeepMask, index: usize, tile: &mut [f32]) {
-    KeepMask::scale_in_place(&mask.bytes()[index * tile.len()..], mask.scale(), tile);
-}
-
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "petl-attention"
@@ -545,7 +540,7 @@ impl CustomOp3 for FusedAttention {
                     let used: &[f32] = match &self.dropout {
                         Some(mask) => {
                             dropped.copy_from_slice(tile);
-                            drop_tile(mask, index, dropped);
+                            mask.apply_from(index * g.tile(), dropped);
                             dropped
                         }
                         None => tile,
@@ -660,8 +655,8 @@ impl CustomOp3 for FusedAttention {
                     let used: &[f32] = match &self.dropout {
                         Some(mask) => {
                             dropped.copy_from_slice(p);
-                            drop_tile(mask, index, dropped);
-                            drop_tile(mask, index, dp);
+                            mask.apply_from(index * g.tile(), dropped);
+                            mask.apply_from(index * g.tile(), dp);
                             dropped
                         }
                         None => p,

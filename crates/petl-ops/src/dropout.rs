@@ -123,14 +123,18 @@ impl KeepMask {
         self.keep.is_empty()
     }
 
-    /// The factor for each element: 0 (dropped) or `1/(1−p)`.
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// Which elements survive (1) or are dropped (0).
+    #[cfg(test)]
+    fn bytes(&self) -> &[u8] {
         &self.keep
     }
 
-    /// `1/(1−p)`.
-    pub(crate) fn scale(&self) -> f32 {
-        self.scale
+    /// `x[i] ← x[i] · factor[at + i]`: the mask from element `at` on, applied in place to a
+    /// block of the tensor it was drawn for.
+    pub(crate) fn apply_from(&self, at: usize, x: &mut [f32]) {
+        for (x, &k) in x.iter_mut().zip(&self.keep[at..]) {
+            *x *= f32::from(k) * self.scale;
+        }
     }
 
     /// `x ⊙ mask`, differentiable in `x` only; `x` must have as many elements as the mask.
@@ -152,13 +156,6 @@ impl KeepMask {
     fn to_tensor(&self, like: &Tensor) -> Result<Tensor> {
         let factors: Vec<f32> = self.keep.iter().map(|&k| f32::from(k) * self.scale).collect();
         Tensor::from_vec(factors, like.shape(), like.device())?.to_dtype(like.dtype())
-    }
-
-    /// `out[i] = x[i] · factor[i]`, in place.
-    pub(crate) fn scale_in_place(keep: &[u8], scale: f32, x: &mut [f32]) {
-        for (x, &k) in x.iter_mut().zip(keep) {
-            *x *= f32::from(k) * scale;
-        }
     }
 }
 
@@ -209,11 +206,10 @@ impl CustomOp1 for KeepMask {
 
     fn cpu_fwd(&self, x: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(x, xl, self.name())?;
-        let (keep, scale) = (self.bytes(), self.scale);
         let chunk = 1 << 14;
         let out = crate::cpu::par_filled(x.len(), chunk, |i, o| {
             o.copy_from_slice(&x[i * chunk..][..o.len()]);
-            Self::scale_in_place(&keep[i * chunk..], scale, o);
+            self.apply_from(i * chunk, o);
         });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }

@@ -68,7 +68,7 @@ impl LowRank {
         match &self.dropout {
             Some(mask) => {
                 let mut v = x.to_vec();
-                KeepMask::scale_in_place(mask.bytes(), mask.scale(), &mut v);
+                mask.apply_from(0, &mut v);
                 std::borrow::Cow::Owned(v)
             }
             None => std::borrow::Cow::Borrowed(x),
@@ -135,7 +135,7 @@ impl CustomOp3 for LowRank {
                         let dx = wants.0.then(|| {
                             let mut dx = rows_times(&dh, rows, a, (r, in_dim), Weight::AsStored, None);
                             if let Some(mask) = &self.dropout {
-                                KeepMask::scale_in_place(mask.bytes(), mask.scale(), &mut dx);
+                                mask.apply_from(0, &mut dx);
                             }
                             dx
                         });
